@@ -1,0 +1,108 @@
+"""The storage Protocol: every backend (SQLite now, Redis later) implements exactly this.
+
+One shared contract test suite (tests/test_store_contract.py) runs against every backend, so the
+pipeline and the hub never need to know which one they talk to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from liveupdates.models import (
+    FeedConfig,
+    FeedHealth,
+    FetchState,
+    LogEntry,
+    PollOutcome,
+    Snapshot,
+    StoredVersion,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LogBounds:
+    """What a channel's log holds right now.
+
+    `first` is the oldest seq still retained (0 when the log is empty), `last` the newest (0 when no
+    event was ever appended). `epoch` changes whenever the log was lost and restarted, so a client
+    holding a seq from another epoch knows its position means nothing here.
+    """
+
+    first: int
+    last: int
+    epoch: str
+
+
+class VersionConflict(Exception):
+    """append_version was told to build on a version that is no longer the latest."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    # -- feeds -------------------------------------------------------------------------------
+    async def upsert_feed(self, feed: FeedConfig) -> None: ...
+
+    async def get_feed(self, feed_id: str) -> FeedConfig | None: ...
+
+    async def list_feeds(self) -> list[FeedConfig]: ...
+
+    async def delete_feed(self, feed_id: str) -> bool:
+        """Forget the feed's config and fetch state. Stories and logs stay (readers may hold them)."""
+        ...
+
+    async def get_fetch_state(self, feed_id: str) -> FetchState: ...
+
+    async def set_fetch_state(self, feed_id: str, state: FetchState) -> None: ...
+
+    async def record_poll(self, outcome: PollOutcome) -> None:
+        """Keep the latest outcome and, for errors, the last error text."""
+        ...
+
+    async def feed_health(self, feed_id: str) -> FeedHealth | None: ...
+
+    # -- stories -----------------------------------------------------------------------------
+    async def find_story_id(self, feed_id: str, guid: str | None, url: str | None) -> str | None:
+        """The id of a known story of this feed with this guid, or else with this canonical url."""
+        ...
+
+    async def latest(self, story_id: str) -> StoredVersion | None: ...
+
+    async def get_version(self, story_id: str, version: int) -> StoredVersion | None: ...
+
+    async def recent_versions(self, story_id: str, limit: int) -> list[StoredVersion]:
+        """Newest first."""
+        ...
+
+    async def story_by_url(self, url: str) -> StoredVersion | None:
+        """Latest version of the story whose current (canonical) url is `url`."""
+        ...
+
+    async def feed_stories(self, feed_id: str, limit: int = 100) -> list[StoredVersion]:
+        """Latest version of each story of the feed, most recently changed first."""
+        ...
+
+    async def append_version(
+        self,
+        snapshot: Snapshot,
+        content_hash: str,
+        expected_version: int,
+        events: list[dict[str, Any]],
+        channels: list[str],
+    ) -> list[LogEntry]:
+        """Atomically store version `expected_version + 1` and append each event to each channel.
+
+        Raises VersionConflict (writing nothing) when the story's latest version is not
+        `expected_version` (0 for a new story): another poller got there first. Every channel gets
+        each event with the next gapless seq. Returns the log entries written, in order.
+        """
+        ...
+
+    # -- channel logs ------------------------------------------------------------------------
+    async def log_bounds(self, channel: str) -> LogBounds: ...
+
+    async def read_log(self, channel: str, since: int, limit: int) -> list[LogEntry]:
+        """Entries with seq > since, ascending, at most `limit`."""
+        ...
+
+    async def close(self) -> None: ...

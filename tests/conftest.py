@@ -1,0 +1,6 @@
+"""Shared fixtures live in tests/support/, one module per real part the tests stand up."""
+
+pytest_plugins = [
+    "tests.support.feedserver",
+    "tests.support.redis_server",
+]
