@@ -1,0 +1,56 @@
+"""Choosing and opening the backends a process runs on: embedded (SQLite + in-memory bus) or Redis."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from liveupdates.feeds.config import load_feeds
+from liveupdates.feeds.fetch import Fetcher
+from liveupdates.settings import Settings
+from liveupdates.store.base import Store
+
+log = logging.getLogger("liveupdates")
+
+
+@dataclass
+class Backends:
+    settings: Settings
+    store: Store
+    mode: str  # "embedded" or "redis"
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+async def open_store(settings: Settings) -> Backends:
+    if settings.redis_url:
+        from liveupdates.store.redis import RedisStore
+
+        store: Store = RedisStore(settings.redis_url, log_retention=settings.retention)
+        return Backends(settings, store, "redis")
+    from liveupdates.store.sqlite import SQLiteStore
+
+    return Backends(
+        settings, SQLiteStore(settings.sqlite_path, log_retention=settings.retention), "embedded"
+    )
+
+
+async def seed_feeds(store: Store, settings: Settings) -> int:
+    """Load the feeds file into an empty store; afterwards ops own the feed list. Returns count."""
+    if await store.list_feeds():
+        return 0
+    feeds = load_feeds(settings.feeds_path, settings)
+    for feed in feeds:
+        await store.upsert_feed(feed)
+    log.info("seeded %d feed(s) from %s", len(feeds), settings.feeds_path)
+    return len(feeds)
+
+
+def make_fetcher(settings: Settings) -> Fetcher:
+    return Fetcher(
+        connect_timeout=settings.fetch_connect_timeout,
+        total_timeout=settings.fetch_total_timeout,
+        max_body_bytes=settings.fetch_max_body_bytes,
+        max_redirects=settings.fetch_max_redirects,
+    )

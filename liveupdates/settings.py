@@ -1,0 +1,193 @@
+"""Settings: built-in defaults < config/liveupdates.toml < $LIVEUPDATES_CONFIG < environment.
+
+Every setting has one name. In a TOML file it sits in a table (`[fetch] total_timeout = 20`) or at the
+top for the general ones (`data_dir = "./data"`); in the environment it is the same name in upper case
+with the table as a prefix: `LIVEUPDATES_FETCH_TOTAL_TIMEOUT=20`, `LIVEUPDATES_DATA_DIR=/var/lib/lu`.
+A bad value fails at start with one line naming the setting (SettingsError).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "LIVEUPDATES_"
+REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or out of range. The message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # general
+    data_dir: str = "./data"
+    redis_url: str | None = None
+    admin_token: str | None = None
+    feeds_file: str | None = None  # None: config/feeds.toml beside the package
+    # named admin tokens {name: token}; only from a settings file
+    admin_tokens: dict[str, str] = field(default_factory=dict)
+
+    # [poll]
+    poll_min_interval: float = 2.0
+    poll_max_interval: float = 86400.0
+    poll_jitter: float = 0.1
+    poll_max_backoff: float = 3600.0
+    poll_flipflop_window: float = 600.0
+
+    # [fetch]
+    fetch_connect_timeout: float = 5.0
+    fetch_total_timeout: float = 20.0
+    fetch_max_body_bytes: int = 10 * 1024 * 1024
+    fetch_max_redirects: int = 5
+
+    # [log]
+    log_retention: int = 0  # entries kept per channel; 0 keeps all
+    log_replay_cap: int = 500  # most updates replayed to one resuming client
+
+    # [hub]
+    hub_host: str = "127.0.0.1"
+    hub_port: int = 8000
+    hub_allowed_origins: tuple[str, ...] = ()  # empty: any origin
+    hub_max_subscriptions: int = 100
+    hub_send_queue: int = 256  # frames buffered per client before it is dropped
+    hub_ping_interval: float = 20.0
+    hub_ping_timeout: float = 20.0
+    hub_max_message_bytes: int = 4096
+    hub_rate_per_second: float = 20.0
+    hub_rate_burst: int = 40
+    hub_sse_heartbeat: float = 15.0
+    hub_demo: bool = True  # serve the built-in demo feed at /demo/feed.xml
+    hub_demo_step: float = 8.0  # seconds between the demo story's changes
+
+    @property
+    def sqlite_path(self) -> Path:
+        return Path(self.data_dir) / "liveupdates.sqlite3"
+
+    @property
+    def feeds_path(self) -> Path:
+        if self.feeds_file:
+            return Path(self.feeds_file)
+        return REPO_CONFIG_DIR / "feeds.toml"
+
+    @property
+    def retention(self) -> int | None:
+        return self.log_retention or None
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+_TABLES = ("poll", "fetch", "log", "hub")
+
+
+def _flatten(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _TABLES and isinstance(value, Mapping):
+            for sub, subvalue in value.items():
+                flat[f"{key}_{sub}"] = subvalue
+        else:
+            flat[key] = value
+    unknown = sorted(set(flat) - set(_FIELDS))
+    if unknown:
+        raise SettingsError(f"{source}: unknown setting {unknown[0]!r}")
+    return flat
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = _FIELDS[name].type
+    where = f"{source}: setting {name}"
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if kind == "tuple[str, ...]":
+            if isinstance(value, str):
+                return tuple(part.strip() for part in value.split(",") if part.strip())
+            return tuple(str(part) for part in value)
+        if kind == "dict[str, str]":
+            if not isinstance(value, Mapping):
+                raise ValueError(value)
+            return {str(k): str(v) for k, v in value.items()}
+        if kind == "str | None":
+            return None if value in (None, "") else str(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{where} has a bad value {value!r} (expected {kind})") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise SettingsError(f"settings file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from None
+
+
+def _check(settings: Settings) -> Settings:
+    if settings.poll_min_interval <= 0:
+        raise SettingsError("setting poll_min_interval must be > 0")
+    if settings.poll_max_interval < settings.poll_min_interval:
+        raise SettingsError("setting poll_max_interval must be >= poll_min_interval")
+    for name in ("fetch_connect_timeout", "fetch_total_timeout", "hub_ping_interval"):
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"setting {name} must be > 0")
+    for name in (
+        "fetch_max_body_bytes",
+        "hub_send_queue",
+        "hub_max_subscriptions",
+        "hub_rate_burst",
+    ):
+        if getattr(settings, name) < 1:
+            raise SettingsError(f"setting {name} must be >= 1")
+    if settings.log_retention < 0:
+        raise SettingsError("setting log_retention must be >= 0 (0 keeps everything)")
+    if not 1 <= settings.hub_port <= 65535:
+        raise SettingsError("setting hub_port must be between 1 and 65535")
+    if settings.redis_url and not settings.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise SettingsError("setting redis_url must start with redis://, rediss:// or unix://")
+    return settings
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, defaults_file: Path | None = None
+) -> Settings:
+    """Build the settings from files and environment. Raises SettingsError with one clear line."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    default_path = defaults_file or REPO_CONFIG_DIR / "liveupdates.toml"
+    sources: list[Path] = [default_path] if default_path.exists() else []
+    if env.get(f"{ENV_PREFIX}CONFIG"):
+        sources.append(Path(env[f"{ENV_PREFIX}CONFIG"]))
+    for path in sources:
+        for name, value in _flatten(_read_toml(path), str(path)).items():
+            values[name] = _coerce(name, value, str(path))
+    for name in _FIELDS:
+        if name == "admin_tokens":
+            continue
+        env_name = ENV_PREFIX + ("FEEDS" if name == "feeds_file" else name.upper())
+        if env_name in env:
+            values[name] = _coerce(name, env[env_name], f"environment {env_name}")
+    return _check(Settings(**values))

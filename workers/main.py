@@ -1,0 +1,81 @@
+"""`liveupdates worker`: the poller process, and the poller that `liveupdates serve` embeds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+
+from liveupdates.ingest import Ingestor, Publish
+from liveupdates.runtime import make_fetcher, open_store, seed_feeds
+from liveupdates.settings import Settings
+from liveupdates.store.base import Store
+from workers.poller import FeedScheduler
+
+log = logging.getLogger("liveupdates.worker")
+
+# How often the worker re-reads the feed list, so ops changes act without a restart.
+SYNC_SECONDS = 0.5
+
+
+@contextlib.asynccontextmanager
+async def running_poller(
+    settings: Settings,
+    store: Store,
+    *,
+    publish: Publish | None = None,
+    self_url: str | None = None,
+) -> AsyncIterator[FeedScheduler]:
+    """Poll every enabled feed of `store` on its schedule until the block exits."""
+    fetcher = make_fetcher(settings)
+    ingestor = Ingestor(
+        store,
+        fetcher,
+        publish=publish,
+        flipflop_window=settings.poll_flipflop_window,
+        self_url=self_url,
+    )
+    scheduler = FeedScheduler(
+        ingestor, jitter=settings.poll_jitter, max_backoff=settings.poll_max_backoff
+    )
+    await scheduler.sync(await store.list_feeds())
+    scheduler.start()
+    syncing = asyncio.create_task(_keep_in_sync(scheduler, store))
+    try:
+        yield scheduler
+    finally:
+        syncing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await syncing
+        scheduler.shutdown()
+        await fetcher.aclose()
+
+
+async def _keep_in_sync(scheduler: FeedScheduler, store: Store) -> None:
+    while True:
+        await asyncio.sleep(SYNC_SECONDS)
+        try:
+            await scheduler.sync(await store.list_feeds())
+        except Exception:
+            # The store may be briefly unreachable (Redis restart); keep the current schedule.
+            log.exception("could not refresh the feed list")
+
+
+async def run_worker(settings: Settings) -> None:
+    backends = await open_store(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await seed_feeds(backends.store, settings)
+        self_url = os.environ.get("LIVEUPDATES_URL", "http://127.0.0.1:8000")
+        async with running_poller(settings, backends.store, self_url=self_url):
+            log.info("worker polling (%s mode)", backends.mode)
+            await stop.wait()
+    finally:
+        await backends.close()
