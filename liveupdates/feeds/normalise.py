@@ -96,6 +96,8 @@ class _ParagraphParser(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _HIDDEN_TAGS:
             self._hidden_depth += 1
+        elif self._hidden_depth:
+            return  # blocks inside hidden content must not split the visible text around it
         elif tag in _BLOCK_TAGS:
             self.flush()
         elif tag in _CELL_TAGS:
@@ -103,13 +105,13 @@ class _ParagraphParser(HTMLParser):
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         # <iframe/> opens nothing, so it must not hide what follows.
-        if tag in _BLOCK_TAGS:
+        if tag in _BLOCK_TAGS and not self._hidden_depth:
             self.flush()
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _HIDDEN_TAGS:
             self._hidden_depth = max(0, self._hidden_depth - 1)
-        elif tag in _BLOCK_TAGS:
+        elif tag in _BLOCK_TAGS and not self._hidden_depth:
             self.flush()
 
     def handle_data(self, data: str) -> None:
