@@ -1,0 +1,155 @@
+"""The pipeline end to end: a feed on a loopback server, edited between polls, into stored events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from liveupdates.diff import apply
+from liveupdates.feeds.fetch import Fetcher
+from liveupdates.ingest import Ingestor
+from liveupdates.models import FeedConfig, LogEntry
+from liveupdates.store.sqlite import SQLiteStore
+from tests.support.feedserver import FeedServer
+from tests.support.stories import BRIDGE, bridge_story, rss
+
+PATH = "/gazette.xml"
+
+
+@pytest.fixture
+async def pipeline(tmp_path: Path, feed_server: FeedServer) -> AsyncIterator[Pipeline]:
+    store = SQLiteStore(tmp_path / "lu.sqlite3")
+    fetcher = Fetcher(total_timeout=5.0)
+    published: list[LogEntry] = []
+
+    async def publish(entries: list[LogEntry]) -> None:
+        published.extend(entries)
+
+    ingestor = Ingestor(store, fetcher, publish=publish)
+    feed = FeedConfig(id="gazette", url=feed_server.url(PATH), interval_seconds=5)
+    await store.upsert_feed(feed)
+    yield Pipeline(ingestor, feed, feed_server, published)
+    await fetcher.aclose()
+    await store.close()
+
+
+class Pipeline:
+    def __init__(
+        self, ingestor: Ingestor, feed: FeedConfig, server: FeedServer, published: list[LogEntry]
+    ) -> None:
+        self.ingestor = ingestor
+        self.store = ingestor.store
+        self.feed = feed
+        self.server = server
+        self.published = published
+
+    async def poll(self, body: bytes, **behaviours: object) -> list[dict]:
+        self.server.set(PATH, body, **behaviours)
+        report = await self.ingestor.poll(self.feed)
+        assert report.outcome.status != "error", report.outcome.error
+        return report.events
+
+
+async def test_new_story_then_edits_make_exact_diffs(pipeline: Pipeline) -> None:
+    [created] = await pipeline.poll(rss([bridge_story()]))
+    assert created["kind"] == "created"
+    assert created["story"]["version"] == 1
+    story_id = created["story"]["id"]
+
+    # A paragraph inserted in the middle.
+    added = "Traffic wardens will direct vehicles at the west approach until the lights are fixed."
+    middle = [*BRIDGE[:2], added, *BRIDGE[2:]]
+    [event] = await pipeline.poll(rss([bridge_story(paragraphs=middle)]))
+    assert event["kind"] == "updated"
+    [hunk] = event["diff"]["paragraphs"]
+    assert (hunk["op"], hunk["new"], hunk["new_start"]) == ("insert", [added], 2)
+    assert "1 paragraph added" in event["summary"]
+
+    # The headline corrected: a field change and nothing else.
+    fixed = "Saltmarsh Bridge reopens after twelve weeks"
+    [event] = await pipeline.poll(rss([bridge_story(paragraphs=middle, title=fixed)]))
+    assert event["diff"]["fields"]["title"] == {
+        "old": "Saltmarsh Bridge reopens after eleven weeks",
+        "new": fixed,
+    }
+    assert event["diff"]["paragraphs"] == []
+
+    # One word changed in one paragraph: one small replace hunk.
+    edited = list(middle)
+    edited[3] = edited[3].replace("40 percent", "45 percent")
+    [event] = await pipeline.poll(rss([bridge_story(paragraphs=edited, title=fixed)]))
+    [hunk] = event["diff"]["paragraphs"]
+    assert hunk["op"] == "replace"
+    assert (hunk["old"], hunk["new"]) == ([middle[3]], [edited[3]])
+
+    # Appended at the end.
+    appended = [*edited, "This story has been updated."]
+    [event] = await pipeline.poll(rss([bridge_story(paragraphs=appended, title=fixed)]))
+    assert event["diff"]["paragraphs"][0]["new"] == ["This story has been updated."]
+    assert event["story"]["version"] == 5
+
+    # Every stored version is reachable by applying the logged diffs in order.
+    log = await pipeline.store.read_log(f"story:{story_id}", 0, 100)
+    assert [e.seq for e in log] == [1, 2, 3, 4, 5]
+    current = (await pipeline.store.get_version(story_id, 1)).snapshot
+    for entry in log[1:]:
+        current = apply(current, entry.event["diff"])
+    assert current == (await pipeline.store.latest(story_id)).snapshot
+
+
+async def test_cosmetic_churn_is_not_an_update(pipeline: Pipeline) -> None:
+    await pipeline.poll(rss([bridge_story()]))
+    churned = bridge_story(
+        extra_markup=True,
+        link="https://GAZETTE.example/news/saltmarsh-bridge-reopens?utm_source=rss#top",
+        pub_date="Wed, 25 Nov 2026 09:30:00 GMT",
+    )
+    assert await pipeline.poll(rss([churned])) == []
+    assert len(pipeline.published) == 2  # the created event, on the story and the feed channel
+
+
+async def test_removed_entry_and_rewritten_guid_make_no_events(pipeline: Pipeline) -> None:
+    [created] = await pipeline.poll(rss([bridge_story()]))
+    # The entry leaves the feed: nothing to tell readers.
+    assert await pipeline.poll(rss([])) == []
+    # It comes back with a new guid but the same link: the same story, unchanged.
+    assert await pipeline.poll(rss([bridge_story(guid="cms-v2-99812")])) == []
+    # ...and when it then changes, the update lands on the original story.
+    changed = bridge_story(guid="cms-v2-99812", title="Saltmarsh Bridge reopens to traffic")
+    [event] = await pipeline.poll(rss([changed]))
+    assert event["story"]["id"] == created["story"]["id"]
+    assert event["story"]["version"] == 2
+
+
+async def test_flip_flopping_caches_do_not_spam(pipeline: Pipeline) -> None:
+    a = bridge_story()
+    b = bridge_story(title="Saltmarsh Bridge reopens after repairs")
+    await pipeline.poll(rss([a]))
+    assert len(await pipeline.poll(rss([b]))) == 1
+    # An out-of-step cache serves the old text again, then the new: no further events.
+    assert await pipeline.poll(rss([a])) == []
+    assert await pipeline.poll(rss([b])) == []
+    assert await pipeline.poll(rss([a])) == []
+
+
+async def test_not_modified_costs_nothing_and_errors_are_recorded(pipeline: Pipeline) -> None:
+    await pipeline.poll(rss([bridge_story()]), etag=True)
+    report = await pipeline.ingestor.poll(pipeline.feed)
+    assert report.outcome.status == "not_modified"
+    assert pipeline.server.requests(PATH)[-1].headers.get("if-none-match")
+
+    pipeline.server.set(PATH, b"<rss><channel><item><title>broken", etag=False)
+    pipeline.server.set("/nothing.xml", b"this is not a feed at all")
+    broken = FeedConfig(id="gazette", url=pipeline.server.url("/nothing.xml"))
+    report = await pipeline.ingestor.poll(broken)
+    assert report.outcome.status == "error"
+    health = await pipeline.store.feed_health("gazette")
+    assert health is not None
+    assert health.fetch.consecutive_errors == 1
+    assert health.last_error
+    # A good poll afterwards resets the streak.
+    await pipeline.poll(rss([bridge_story()]))
+    health = await pipeline.store.feed_health("gazette")
+    assert health.fetch.consecutive_errors == 0
