@@ -228,6 +228,21 @@ async def test_slow_server_times_out(feed_server: FeedServer) -> None:
     assert elapsed < 3.0
 
 
+async def test_total_deadline_covers_a_trickling_body(feed_server: FeedServer) -> None:
+    # Each piece arrives well within httpx's per-read timeout; only a whole-request deadline
+    # stops this from taking 16 * 0.2 s.
+    feed_server.set("/trickle.xml", RSS, trickle=0.2)
+
+    started = time.monotonic()
+    async with Fetcher(total_timeout=0.5) as quick:
+        result = await quick.fetch(feed_server.url("/trickle.xml"), FetchState())
+    elapsed = time.monotonic() - started
+
+    assert result.status == "error"
+    assert result.error == "timed out after 0.5 s"
+    assert elapsed < 2.0
+
+
 async def test_redirect_loop_is_an_error(feed_server: FeedServer, fetcher: Fetcher) -> None:
     feed_server.set("/loop-a", redirect_to="/loop-b")
     feed_server.set("/loop-b", redirect_to="/loop-a")

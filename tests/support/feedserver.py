@@ -19,7 +19,7 @@ API
 ``FeedServer.url(path) -> str``
     Absolute URL of `path` on this server.
 ``FeedServer.set(path, body, *, content_type=..., status=200, headers=None, etag=False,
-last_modified=False, delay=0.0, redirect_to=None, gzip=False)``
+last_modified=False, delay=0.0, redirect_to=None, gzip=False, trickle=0.0)``
     Serve `body` (bytes, or str encoded as UTF-8) at `path`; call again to rewrite it between
     polls. Behaviours, all per path:
 
@@ -30,6 +30,8 @@ last_modified=False, delay=0.0, redirect_to=None, gzip=False)``
     - ``status=429, headers={"Retry-After": "120"}``: any status, extra response headers.
     - ``redirect_to="/other"`` (or an absolute URL): answer 302 to it instead of the body.
     - ``gzip=True``: gzip the body when the client accepts it (Content-Encoding: gzip).
+    - ``trickle=s``: send headers at once, then the body in 16 pieces with `s` seconds before
+      each (a server slow in the body, where no single read is slow).
 
 ``FeedServer.set_huge(path, size, **behaviours)``
     Serve `size` bytes of filler XML (e.g. 11 MiB), written in chunks, for body-cap tests.
@@ -60,6 +62,7 @@ DEFAULT_CONTENT_TYPE = "application/rss+xml; charset=utf-8"
 _CHUNK = 64 * 1024
 # Long enough for any test request, short enough that an idle keep-alive thread dies quickly.
 _SOCKET_TIMEOUT = 5.0
+_TRICKLE_PIECES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,7 @@ class _Route:
     delay: float = 0.0
     redirect_to: str | None = None
     gzip: bool = False
+    trickle: float = 0.0
     modified_at: float = 0.0  # unix seconds, whole
     _gzipped: bytes | None = None
 
@@ -176,6 +180,7 @@ class FeedServer:
         delay: float = 0.0,
         redirect_to: str | None = None,
         gzip: bool = False,
+        trickle: float = 0.0,
     ) -> None:
         """Serve `body` at `path` with the given behaviours (see the module docstring)."""
         data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
@@ -200,6 +205,7 @@ class FeedServer:
                 delay=delay,
                 redirect_to=redirect_to,
                 gzip=gzip,
+                trickle=trickle,
                 modified_at=modified_at,
             )
 
@@ -337,9 +343,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self._send_extra(route)
         self.end_headers()
-        if send_body:
-            for chunk in _chunks(body):
-                self.wfile.write(chunk)
+        if not send_body:
+            return
+        if route.trickle > 0:
+            piece = max(1, -(-len(body) // _TRICKLE_PIECES))
+            for start in range(0, len(body), piece):
+                if not server._wait(route.trickle):
+                    self.close_connection = True
+                    return
+                self.wfile.write(body[start : start + piece])
+            return
+        for chunk in _chunks(body):
+            self.wfile.write(chunk)
 
     def _send_extra(self, route: _Route) -> None:
         for name, value in route.headers.items():
