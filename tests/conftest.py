@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.support.feedserver",
     "tests.support.redis_server",
+    "tests.support.browser",
 ]
