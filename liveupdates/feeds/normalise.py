@@ -73,9 +73,16 @@ _CELL_TAGS: frozenset[str] = frozenset({"td", "th"})
 _HTML_TYPES: tuple[str, ...] = ("text/html", "application/xhtml+xml")
 
 
+# Control characters (NUL from base64 bodies, stray C1 bytes from mis-declared encodings) are
+# invisible to a reader but would still change hashes and diffs.
+_CONTROL_CHARS: dict[int, None] = dict.fromkeys(
+    [c for c in range(0x20) if chr(c) not in "\t\n\r\f\v"] + list(range(0x7F, 0xA0))
+)
+
+
 def _collapse(text: str) -> str:
     # str.split() also splits on non-breaking and other unicode spaces, alike to a reader.
-    return " ".join(text.split())
+    return " ".join(text.translate(_CONTROL_CHARS).split())
 
 
 class _ParagraphParser(HTMLParser):
@@ -142,7 +149,7 @@ def text_paragraphs(text: str) -> list[str]:
         elif block:
             paragraphs.append(_collapse(" ".join(block)))
             block.clear()
-    return paragraphs
+    return [paragraph for paragraph in paragraphs if paragraph]
 
 
 def _str(value: Any) -> str:
@@ -162,6 +169,13 @@ def _own(entry: Mapping[str, Any], key: str) -> Any:
 
 def _is_html(content_type: Any) -> bool:
     return isinstance(content_type, str) and content_type.lower().startswith(_HTML_TYPES)
+
+
+def _is_readable(content_type: Any) -> bool:
+    # Atom allows base64 content of any media type; only text is something a reader can read.
+    if not isinstance(content_type, str) or not content_type:
+        return True
+    return _is_html(content_type) or content_type.lower().startswith("text/")
 
 
 def _detail_paragraphs(value: str, content_type: Any) -> list[str]:
@@ -191,7 +205,11 @@ def _body_paragraphs(entry: Mapping[str, Any]) -> list[str]:
     candidates: list[tuple[bool, int, str, Any]] = []
     if isinstance(content, Sequence) and not isinstance(content, str):
         for item in content:
-            if isinstance(item, Mapping) and _str(item.get("value")).strip():
+            if (
+                isinstance(item, Mapping)
+                and _str(item.get("value")).strip()
+                and _is_readable(item.get("type"))
+            ):
                 value = item["value"]
                 candidates.append((_is_html(item.get("type")), len(value), value, item.get("type")))
     if candidates:
