@@ -40,7 +40,8 @@ last_modified=False, delay=0.0, redirect_to=None, gzip=False, trickle=0.0)``
 ``FeedServer.clear(path=None)``
     Forget content and recorded requests (of one path or all).
 
-Unknown paths answer 404. The server runs in daemon threads with short socket timeouts, and
+Query strings and fragments are ignored when matching paths and recording requests ("/a.xml?x"
+is "/a.xml"). Unknown paths answer 404. The server runs in daemon threads with short socket timeouts, and
 ``stop()`` does not wait for slow handlers, so teardown never hangs.
 """
 
