@@ -1,0 +1,224 @@
+"""Redis-only behaviour: key layout and hash slots, loss detection, retention, many processes.
+
+Everything a Store must do is in test_store_contract.py; this file covers what only Redis has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from redis.crc import key_slot
+
+from liveupdates.models import LogEntry, Snapshot, feed_channel, story_channel
+from liveupdates.store.base import VersionConflict
+from liveupdates.store.redis import RedisStore
+from tests.test_store_sqlite import append_with_retry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def snap(story: str, title: str = "Tram line extended", feed: str = "valley-post") -> Snapshot:
+    return Snapshot(id=story, feed=feed, url=f"https://valley.example/{story}", title=title)
+
+
+def chans(s: Snapshot) -> list[str]:
+    return [story_channel(s.id), feed_channel(s.feed)]
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    c = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    yield c
+    await c.aclose()
+
+
+@pytest.fixture
+def store(client: aioredis.Redis, redis_prefix: str) -> RedisStore:
+    return RedisStore.from_client(client, redis_prefix)
+
+
+async def keys_of(client: aioredis.Redis, prefix: str) -> list[str]:
+    return sorted([k async for k in client.scan_iter(match=prefix + "*")])
+
+
+async def test_a_story_append_touches_only_one_hash_slot(
+    store: RedisStore, client: aioredis.Redis, redis_prefix: str
+) -> None:
+    s = snap("s1")
+    await store.append_version(s, "h", 0, [{"n": 1}], chans(s))
+    await store.append_version(snap("s2"), "h", 0, [{"n": 2}], chans(snap("s2")))
+    keys = await keys_of(client, redis_prefix)
+    global_keys = {f"{redis_prefix}storyfeeds", *(f"{redis_prefix}storyfeed:s{i}" for i in (1, 2))}
+    assert global_keys <= set(keys)
+    feed_keys = [k for k in keys if k not in global_keys]
+    assert all("{feed:valley-post}" in k for k in feed_keys), feed_keys
+    assert len({key_slot(k.encode()) for k in feed_keys}) == 1
+    assert await client.type(f"{redis_prefix}{{feed:valley-post}}:log:story:s1") == "stream"
+
+
+async def test_lost_counter_means_new_epoch_and_fresh_log(
+    store: RedisStore, client: aioredis.Redis, redis_prefix: str
+) -> None:
+    s = snap("s1")
+    await store.append_version(s, "h1", 0, [{"n": 1}, {"n": 2}], chans(s))
+    before = await store.log_bounds(story_channel("s1"))
+    assert (before.first, before.last) == (1, 2)
+    await client.delete(f"{redis_prefix}{{feed:valley-post}}:ch:story:s1")
+
+    after = await store.log_bounds(story_channel("s1"))
+    assert after.epoch != before.epoch
+    assert (after.first, after.last) == (0, 0)
+    # The surviving stream was dropped: old seqs must not be served under the new epoch.
+    assert await store.read_log(story_channel("s1"), 0, 10) == []
+    out = await store.append_version(snap("s1", "t2"), "h2", 1, [{"n": 3}], chans(s))
+    assert out[0] == LogEntry(story_channel("s1"), 1, {"n": 3})
+    assert (await store.log_bounds(story_channel("s1"))).epoch == after.epoch
+
+
+async def test_lost_counter_is_detected_by_append_too(
+    store: RedisStore, client: aioredis.Redis, redis_prefix: str
+) -> None:
+    s = snap("s1")
+    await store.append_version(s, "h1", 0, [{"n": 1}], chans(s))
+    epoch = (await store.log_bounds(feed_channel("valley-post"))).epoch
+    await client.delete(f"{redis_prefix}{{feed:valley-post}}:ch:feed:valley-post")
+    out = await store.append_version(snap("s2"), "h", 0, [{"n": 2}], chans(snap("s2")))
+    assert [e.seq for e in out] == [1, 1]
+    bounds = await store.log_bounds(feed_channel("valley-post"))
+    assert bounds.epoch != epoch and (bounds.first, bounds.last) == (1, 1)
+
+
+async def test_lost_stream_means_new_epoch(
+    store: RedisStore, client: aioredis.Redis, redis_prefix: str
+) -> None:
+    s = snap("s1")
+    await store.append_version(s, "h1", 0, [{"n": 1}], chans(s))
+    epoch = (await store.log_bounds(story_channel("s1"))).epoch
+    await client.delete(f"{redis_prefix}{{feed:valley-post}}:log:story:s1")
+    bounds = await store.log_bounds(story_channel("s1"))
+    assert bounds.epoch != epoch and (bounds.first, bounds.last) == (0, 0)
+
+
+async def test_everything_lost_means_new_epoch(redis_url: str, redis_prefix: str) -> None:
+    from tests.support.redis_server import delete_prefix
+
+    store = RedisStore(redis_url, prefix=redis_prefix)
+    try:
+        s = snap("s1")
+        await store.append_version(s, "h1", 0, [{"n": 1}], chans(s))
+        epochs = [(await store.log_bounds(c)).epoch for c in chans(s)]
+        delete_prefix(redis_url, redis_prefix)  # like a restart without persistence
+    finally:
+        await store.close()
+    fresh = RedisStore(redis_url, prefix=redis_prefix)
+    try:
+        assert await fresh.latest("s1") is None
+        for channel, old in zip(chans(s), epochs, strict=True):
+            bounds = await fresh.log_bounds(channel)
+            assert bounds.epoch != old and bounds.last == 0
+    finally:
+        await fresh.close()
+
+
+async def test_retention_uses_stream_maxlen(client: aioredis.Redis, redis_prefix: str) -> None:
+    store = RedisStore.from_client(client, redis_prefix, log_retention=3)
+    s = snap("s1")
+    await store.append_version(s, "h", 0, [{"n": i} for i in range(10)], chans(s))
+    assert await client.xlen(f"{redis_prefix}{{feed:valley-post}}:log:story:s1") == 3
+    bounds = await store.log_bounds(story_channel("s1"))
+    assert (bounds.first, bounds.last) == (8, 10)
+    with pytest.raises(ValueError):
+        RedisStore.from_client(client, redis_prefix, log_retention=0)
+
+
+async def test_provisional_epochs_expire_until_first_append(
+    store: RedisStore, client: aioredis.Redis, redis_prefix: str
+) -> None:
+    feed_hash = f"{redis_prefix}{{feed:quiet}}:ch:feed:quiet"
+    await store.log_bounds(feed_channel("quiet"))
+    await store.log_bounds(story_channel("unborn"))
+    assert await client.ttl(feed_hash) > 0
+    assert await client.ttl(f"{redis_prefix}pending-epoch:story:unborn") > 0
+    await store.append_version(
+        snap("unborn", feed="quiet"), "h", 0, [{}], chans(snap("unborn", feed="quiet"))
+    )
+    assert await client.ttl(feed_hash) == -1  # kept for good once it has a log
+
+
+async def test_client_without_decode_responses(redis_url: str, redis_prefix: str) -> None:
+    raw = aioredis.Redis.from_url(redis_url)  # bytes replies
+    try:
+        store = RedisStore.from_client(raw, redis_prefix)
+        s = snap("s1", title="Ünïcode ✓")
+        await store.append_version(s, "h", 0, [{"t": "é"}], chans(s))
+        assert (await store.latest("s1")).snapshot == s  # type: ignore[union-attr]
+        assert await store.read_log("story:s1", 0, 5) == [LogEntry("story:s1", 1, {"t": "é"})]
+        assert (await store.log_bounds("story:s1")).epoch.isalnum()
+        assert await store.find_story_id("valley-post", None, s.url) == "s1"
+        assert [v.snapshot for v in await store.feed_stories("valley-post")] == [s]
+        assert (await store.story_by_url(s.url)).snapshot == s  # type: ignore[union-attr]
+        await store.close()
+        assert await raw.ping()  # from_client leaves the caller's client open
+    finally:
+        await raw.aclose()
+
+
+async def test_a_retried_append_is_not_applied_twice(store: RedisStore) -> None:
+    s = snap("s1")
+    await store.append_version(s, "h", 0, [{"n": 1}], chans(s))
+    with pytest.raises(VersionConflict):
+        await store.append_version(s, "h", 0, [{"n": 1}], chans(s))
+    assert (await store.log_bounds(story_channel("s1"))).last == 1
+
+
+def worker(url: str, prefix: str, name: str, count: int) -> None:
+    """Run in a child process: append `count` events to the shared story and a private one."""
+
+    async def main() -> None:
+        store = RedisStore(url, prefix=prefix)
+        try:
+            for i in range(count):
+                await append_with_retry(store, "shared", {"worker": name, "i": i})
+                await append_with_retry(store, f"own-{name}", {"worker": name, "i": i})
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+async def test_several_processes_append_without_gaps(redis_url: str, redis_prefix: str) -> None:
+    names, count = ["w1", "w2", "w3", "w4"], 20
+    code = (
+        "import sys; from tests.test_store_redis import worker;"
+        "worker(*sys.argv[1:4], int(sys.argv[4]))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, redis_url, redis_prefix, n, str(count)], cwd=ROOT
+        )
+        for n in names
+    ]
+    codes = await asyncio.to_thread(lambda: [p.wait(timeout=120) for p in procs])
+    assert codes == [0] * len(names)
+
+    store = RedisStore(redis_url, prefix=redis_prefix)
+    try:
+        total = len(names) * count
+        latest = await store.latest("shared")
+        assert latest is not None and latest.version == total
+        shared = await store.read_log(story_channel("shared"), 0, 1000)
+        assert [e.seq for e in shared] == list(range(1, total + 1))
+        by_worker: dict[str, list[int]] = {}
+        for e in shared:
+            by_worker.setdefault(e.event["worker"], []).append(e.event["i"])
+        assert by_worker == {n: list(range(count)) for n in names}
+        feed_log = await store.read_log(feed_channel("cove-courier"), 0, 1000)
+        assert [e.seq for e in feed_log] == list(range(1, 2 * total + 1))
+    finally:
+        await store.close()
