@@ -145,6 +145,10 @@ async def add(store: Store, s: Snapshot, expected: int, n: int = 1) -> list[LogE
 # -- feeds -----------------------------------------------------------------------------------------
 
 
+def test_implements_the_protocol(store: Store) -> None:
+    assert isinstance(store, Store)
+
+
 async def test_feed_upsert_get_list_delete(store: Store) -> None:
     assert await store.get_feed("nope") is None
     assert await store.list_feeds() == []

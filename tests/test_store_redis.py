@@ -222,3 +222,19 @@ async def test_several_processes_append_without_gaps(redis_url: str, redis_prefi
         assert [e.seq for e in feed_log] == list(range(1, 2 * total + 1))
     finally:
         await store.close()
+
+
+async def test_a_lost_story_mapping_is_restored_by_the_next_append(
+    store: RedisStore, client: aioredis.Redis, redis_prefix: str, redis_url: str
+) -> None:
+    s = snap("s1")
+    await store.append_version(s, "h1", 0, [{"n": 1}], chans(s))
+    await client.delete(f"{redis_prefix}storyfeed:s1")  # `store` still has it cached
+    await store.append_version(snap("s1", "t2"), "h2", 1, [{"n": 2}], chans(s))
+    other = RedisStore(redis_url, prefix=redis_prefix)  # another process, empty cache
+    try:
+        latest = await other.latest("s1")
+        assert latest is not None and latest.version == 2
+        assert [e.seq for e in await other.read_log(story_channel("s1"), 0, 10)] == [1, 2]
+    finally:
+        await other.close()

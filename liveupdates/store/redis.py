@@ -228,14 +228,23 @@ class RedisStore:
         return f"{self.prefix}pending-epoch:{channel}"
 
     async def _feed_of_story(self, story_id: str, claim: str | None = None) -> str | None:
-        """The feed whose hash tag holds the story's keys; `claim` sets it if unset."""
-        feed = self._story_feed.get(story_id)
-        if feed is not None:
-            return feed
+        """The feed whose hash tag holds the story's keys; `claim` sets it if unset.
+
+        A claim always goes to Redis (never answered from the cache): if Redis lost the mapping,
+        the writer must put it back or other processes could no longer find the story.
+        """
         key = self._story_feed_key(story_id)
-        if claim is not None:
-            await self.client.set(key, claim, nx=True)
-        feed = _str(await self.client.get(key))
+        if claim is None:
+            feed = self._story_feed.get(story_id)
+            if feed is not None:
+                return feed
+            feed = _str(await self.client.get(key))
+        else:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(key, claim, nx=True)
+                pipe.get(key)
+                _, feed = await pipe.execute()
+            feed = _str(feed)
         if feed is not None:
             if len(self._story_feed) > 100_000:
                 self._story_feed.clear()
