@@ -119,6 +119,9 @@ class FeedHealth:
     last_poll: PollOutcome | None = None
     last_error: str | None = None
     stories: int = 0
+    # ISO 8601 UTC time the scheduler plans the next poll (None: paused or not scheduled yet).
+    # Kept in the store so a web process sees what a separate worker process decided.
+    next_poll_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

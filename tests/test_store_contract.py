@@ -494,3 +494,50 @@ async def test_events_without_channels_or_channels_without_events(store: Store) 
     latest = await store.latest("quiet")
     assert latest is not None and latest.version == 2
     assert (await store.log_bounds(story_channel("quiet"))).last == 0
+
+
+# -- schedule and audit (ops) ----------------------------------------------------------------------
+
+
+async def test_next_poll_is_part_of_health_and_forgotten_with_the_feed(backend: Opened) -> None:
+    store = backend.open()
+    await store.upsert_feed(FeedConfig(id="f1", url="https://one.example/feed"))
+    health = await store.feed_health("f1")
+    assert health is not None and health.next_poll_at is None
+
+    await store.set_next_poll("f1", "2031-02-03T08:00:10Z")
+    # Another store object (another process) sees what the scheduler planned.
+    other = backend.open()
+    health = await other.feed_health("f1")
+    assert health is not None and health.next_poll_at == "2031-02-03T08:00:10Z"
+
+    await store.set_next_poll("f1", None)
+    health = await store.feed_health("f1")
+    assert health is not None and health.next_poll_at is None
+
+    await store.set_next_poll("f1", "2031-02-03T08:00:20Z")
+    await store.delete_feed("f1")
+    await store.upsert_feed(FeedConfig(id="f1", url="https://one.example/feed"))
+    health = await store.feed_health("f1")
+    assert health is not None and health.next_poll_at is None
+
+
+async def test_audit_lists_newest_first_with_limit(backend: Opened) -> None:
+    store = backend.open()
+    assert await store.list_audit(10) == []
+    records = [
+        {
+            "at": f"2031-02-03T08:00:0{i}Z",
+            "actor": "alice",
+            "action": "feed.update",
+            "feed_id": "f1",
+            "before": {"interval_seconds": 60.0 + i},
+            "after": {"interval_seconds": 10.0, "title": "Ä ✓"},
+        }
+        for i in range(5)
+    ]
+    for record in records:
+        await store.append_audit(record)
+    assert await backend.open().list_audit(3) == records[::-1][:3]
+    assert await store.list_audit(100) == records[::-1]
+    assert await store.list_audit(0) == []

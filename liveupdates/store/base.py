@@ -61,6 +61,20 @@ class Store(Protocol):
 
     async def feed_health(self, feed_id: str) -> FeedHealth | None: ...
 
+    async def set_next_poll(self, feed_id: str, at: str | None) -> None:
+        """Record when the scheduler will poll the feed next (ISO 8601 UTC), or None when it will
+        not (paused). Shown as `FeedHealth.next_poll_at`; delete_feed forgets it."""
+        ...
+
+    # -- audit -------------------------------------------------------------------------------
+    async def append_audit(self, record: dict[str, Any]) -> None:
+        """Keep one JSON-able record of an ops change (who, what, when, before/after)."""
+        ...
+
+    async def list_audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest `limit` audit records, newest first."""
+        ...
+
     # -- stories -----------------------------------------------------------------------------
     async def find_story_id(self, feed_id: str, guid: str | None, url: str | None) -> str | None:
         """The id of a known story of this feed with this guid, or else with this canonical url."""

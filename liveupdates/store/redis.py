@@ -5,6 +5,7 @@ Key layout (P = prefix, default "lu:"; T = "{feed:<feed id>}", the hash tag of a
 Global (each a single key, so fine on Cluster):
 
     P feeds                     hash  feed id -> FeedConfig JSON
+    P audit                     list  ops change records (JSON), newest at the head
     P storyfeeds                set   ids of feeds that have stories (story_by_url searches them)
     P storyfeed:<story id>      str   the feed a story belongs to: routes every key of the story
     P pending-epoch:<channel>   str   provisional epoch of a story channel whose story does not exist
@@ -14,6 +15,7 @@ Per feed, all under the feed's hash tag T so they live in one Cluster slot:
 
     P T:fetch                   str   FetchState JSON
     P T:poll                    hash  outcome (PollOutcome JSON), error (last error text)
+    P T:next                    str   ISO time of the next planned poll (absent: none planned)
     P T:stories                 zset  story id scored by P T:clock at its latest change
     P T:clock                   str   counter ordering changes within the feed
     P T:guids                   hash  guid (of any version) -> story id
@@ -288,7 +290,7 @@ class RedisStore:
     async def delete_feed(self, feed_id: str) -> bool:
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.hdel(f"{self.prefix}feeds", feed_id)
-            pipe.delete(self._feed_key(feed_id, "fetch"))
+            pipe.delete(self._feed_key(feed_id, "fetch"), self._feed_key(feed_id, "next"))
             removed, _ = await pipe.execute()
         return bool(removed)
 
@@ -314,7 +316,8 @@ class RedisStore:
             pipe.get(self._feed_key(feed_id, "fetch"))
             pipe.hmget(self._feed_key(feed_id, "poll"), ["outcome", "error"])
             pipe.zcard(self._feed_key(feed_id, "stories"))
-            config, fetch, (outcome, error), count = await pipe.execute()
+            pipe.get(self._feed_key(feed_id, "next"))
+            config, fetch, (outcome, error), count, next_poll = await pipe.execute()
         if config is None:
             return None
         return FeedHealth(
@@ -323,7 +326,26 @@ class RedisStore:
             last_poll=PollOutcome(**json.loads(_str(outcome))) if outcome is not None else None,
             last_error=_str(error),
             stories=int(count),
+            next_poll_at=_str(next_poll),
         )
+
+    async def set_next_poll(self, feed_id: str, at: str | None) -> None:
+        key = self._feed_key(feed_id, "next")
+        if at is None:
+            await self.client.delete(key)
+        else:
+            await self.client.set(key, at)
+
+    # -- audit -----------------------------------------------------------------------------------
+
+    async def append_audit(self, record: dict[str, Any]) -> None:
+        await self.client.lpush(f"{self.prefix}audit", json.dumps(record, ensure_ascii=False))
+
+    async def list_audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        if limit <= 0:
+            return []
+        raws = await self.client.lrange(f"{self.prefix}audit", 0, limit - 1)
+        return [json.loads(_str(r)) for r in raws]
 
     # -- stories ---------------------------------------------------------------------------------
 

@@ -57,6 +57,17 @@ CREATE TABLE IF NOT EXISTS fetch_state (
     feed_id TEXT PRIMARY KEY,
     state   TEXT NOT NULL
 );
+-- When the scheduler plans the next poll, apart from fetch_state so the poller's writes of
+-- its validators never race the scheduler's writes of the plan.
+CREATE TABLE IF NOT EXISTS schedule (
+    feed_id      TEXT PRIMARY KEY,
+    next_poll_at TEXT
+);
+-- Ops changes, in the order they happened (id only grows).
+CREATE TABLE IF NOT EXISTS audit (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    record TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS polls (
     feed_id    TEXT PRIMARY KEY,
     outcome    TEXT,
@@ -231,6 +242,7 @@ class SQLiteStore:
         def delete(c: sqlite3.Connection) -> bool:
             gone = c.execute("DELETE FROM feeds WHERE id = ?", (feed_id,)).rowcount
             c.execute("DELETE FROM fetch_state WHERE feed_id = ?", (feed_id,))
+            c.execute("DELETE FROM schedule WHERE feed_id = ?", (feed_id,))
             return gone > 0
 
         return await self._run_write(delete)
@@ -282,15 +294,45 @@ class SQLiteStore:
                 "SELECT outcome, last_error FROM polls WHERE feed_id = ?", (feed_id,)
             ).fetchone()
             count = c.execute("SELECT COUNT(*) FROM stories WHERE feed_id = ?", (feed_id,))
+            stories = count.fetchone()[0]
+            nrow = c.execute(
+                "SELECT next_poll_at FROM schedule WHERE feed_id = ?", (feed_id,)
+            ).fetchone()
             return FeedHealth(
                 config=config,
                 fetch=FetchState(**json.loads(srow[0])) if srow else FetchState(),
                 last_poll=PollOutcome(**json.loads(prow[0])) if prow and prow[0] else None,
                 last_error=prow[1] if prow else None,
-                stories=count.fetchone()[0],
+                stories=stories,
+                next_poll_at=nrow[0] if nrow else None,
             )
 
         return await self._run_read(read)
+
+    async def set_next_poll(self, feed_id: str, at: str | None) -> None:
+        await self._run_write(
+            lambda c: c.execute(
+                "INSERT INTO schedule (feed_id, next_poll_at) VALUES (?, ?)"
+                " ON CONFLICT (feed_id) DO UPDATE SET next_poll_at = excluded.next_poll_at",
+                (feed_id, at),
+            )
+        )
+
+    # -- audit -----------------------------------------------------------------------------------
+
+    async def append_audit(self, record: dict[str, Any]) -> None:
+        data = json.dumps(record, ensure_ascii=False)
+        await self._run_write(lambda c: c.execute("INSERT INTO audit (record) VALUES (?)", (data,)))
+
+    async def list_audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        if limit <= 0:
+            return []
+        rows = await self._run(
+            lambda c: c.execute(
+                "SELECT record FROM audit ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        )
+        return [json.loads(r[0]) for r in rows]
 
     # -- stories ---------------------------------------------------------------------------------
 
