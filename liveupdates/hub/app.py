@@ -1,0 +1,130 @@
+"""Building the Starlette app and serving it with uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
+from liveupdates.bus.base import Bus
+from liveupdates.hub.core import Hub
+from liveupdates.hub.origins import OriginPolicy
+from liveupdates.hub.rest import routes as rest_routes
+from liveupdates.hub.sse import sse_endpoint
+from liveupdates.hub.ws import websocket_endpoint
+from liveupdates.settings import Settings
+from liveupdates.store.base import Store
+
+Hook = Callable[[], Awaitable[Any]]
+LifespanFactory = Callable[[Starlette], AbstractAsyncContextManager[Any]]
+
+# Frames above hub_max_message_bytes get a `message_too_large` error; frames above this hard cap
+# are refused by the protocol layer (close 1009) without being buffered whole.
+MIN_HARD_FRAME_LIMIT = 64 * 1024
+
+
+def hard_frame_limit(settings: Settings) -> int:
+    return max(4 * settings.hub_max_message_bytes, MIN_HARD_FRAME_LIMIT)
+
+
+def create_app(
+    settings: Settings,
+    store: Store,
+    bus: Bus,
+    *,
+    extra_routes: Sequence[BaseRoute] = (),
+    on_startup: Iterable[Hook] = (),
+    on_shutdown: Iterable[Hook] = (),
+    lifespan: LifespanFactory | None = None,
+) -> Starlette:
+    """The hub as an ASGI app. The caller owns `store` and `bus` (and closes them after).
+
+    Startup runs `on_startup` hooks in order, then enters `lifespan(app)` if given (e.g. the
+    poller). Shutdown first closes every client with 1012, then exits `lifespan`, then runs
+    `on_shutdown` hooks in order. `app.state.hub` is the Hub (settings, store, bus, fan-out).
+    """
+    hub = Hub(settings, store, bus)
+    startup, shutdown = list(on_startup), list(on_shutdown)
+
+    @contextlib.asynccontextmanager
+    async def app_lifespan(app: Starlette) -> AsyncIterator[None]:
+        for hook in startup:
+            await hook()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if lifespan is not None:
+                    await stack.enter_async_context(lifespan(app))
+                try:
+                    yield
+                finally:
+                    await hub.shutdown()
+        finally:
+            for hook in shutdown:
+                await hook()
+
+    routes: list[BaseRoute] = [
+        WebSocketRoute("/v1/ws", websocket_endpoint),
+        Route("/v1/sse", sse_endpoint),
+        *rest_routes,
+        *extra_routes,
+    ]
+    app = Starlette(routes=routes, lifespan=app_lifespan)
+    app.state.hub = hub
+    app.state.settings = settings
+    app.state.origins = OriginPolicy(settings.hub_allowed_origins)
+    return app
+
+
+class HubServer(uvicorn.Server):
+    """uvicorn's Server, but clients hear 1012 before uvicorn waits for connections to end.
+
+    Without this, open SSE streams would hold a graceful shutdown until its timeout.
+    """
+
+    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+        super().__init__(config)
+        self.hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()  # no new connections while we say goodbye
+        await self.hub.shutdown()
+        await super().shutdown(sockets)
+
+
+def make_server(
+    app: Starlette,
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    log_level: str = "info",
+    **uvicorn_options: Any,
+) -> HubServer:
+    """A uvicorn server for `app` with the hub's WebSocket settings (not started)."""
+    config = uvicorn.Config(
+        app,
+        host=host or settings.hub_host,
+        port=settings.hub_port if port is None else port,
+        ws="websockets-sansio",
+        ws_max_size=hard_frame_limit(settings),
+        ws_ping_interval=settings.hub_ping_interval,
+        ws_ping_timeout=settings.hub_ping_timeout,
+        ws_per_message_deflate=settings.hub_ws_compression,
+        lifespan="on",
+        log_level=log_level,
+        timeout_graceful_shutdown=10,
+        **uvicorn_options,
+    )
+    return HubServer(config, app.state.hub)
+
+
+def run(app: Starlette, settings: Settings, **options: Any) -> None:
+    """Serve `app` on settings.hub_host:hub_port until interrupted (blocking)."""
+    make_server(app, settings, **options).run()

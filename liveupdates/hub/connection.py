@@ -1,0 +1,170 @@
+"""What the hub needs from a client connection, and the one adapter it ships: Starlette/uvicorn.
+
+The fan-out only ever calls `send_text` (synchronous, never waits) and `close`. Everything a
+transport needs to do lives behind `QueuedConnection._write`/`_finish`, so a benchmark can swap the
+transport (raw `websockets`, a socket pair) without touching the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from typing import Protocol, runtime_checkable
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from liveupdates.hub.protocol import CLOSE_TOO_SLOW
+
+TOO_SLOW_REASON = "too slow; resume with since/epoch"
+# How long we try to hand a close frame to a peer whose buffers may be full before giving up.
+CLOSE_TIMEOUT = 10.0
+# Frames a writer takes off the queue at once: small, so the queue length stays an honest measure
+# of what the client has not yet taken.
+WRITE_BATCH = 16
+
+
+@runtime_checkable
+class Connection(Protocol):
+    close_code: int | None
+
+    def send_text(self, text: str) -> bool:
+        """Queue a frame without waiting. False if the connection is closed or just overflowed."""
+        ...
+
+    async def send_paced(self, text: str) -> bool:
+        """Queue a frame once there is room (replays, replies): a burst cannot overflow us."""
+        ...
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Start closing: queued frames are dropped, the transport is told `code`."""
+        ...
+
+
+class QueuedConnection:
+    """A bounded queue of text frames in front of a transport, drained by one writer.
+
+    The queue holds at most `limit` frames the client has not taken yet; the frame that would make it
+    overflow closes the connection with 4008 instead, so a slow reader costs only its own memory
+    and never delays anyone else's frames.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.peer_gone = False  # the client went away: no close frame to send
+        self._queue: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._finished = asyncio.Event()
+
+    @property
+    def closed(self) -> bool:
+        return self.close_code is not None
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def send_text(self, text: str) -> bool:
+        if self.close_code is not None:
+            return False
+        if len(self._queue) >= self.limit:
+            self.close(CLOSE_TOO_SLOW, TOO_SLOW_REASON)
+            return False
+        self._queue.append(text)
+        # Wake the writer once per batch, not once per frame.
+        if not self._wake.is_set():
+            self._wake.set()
+        return True
+
+    async def send_paced(self, text: str) -> bool:
+        # Paced senders leave half the queue free for live frames of other channels.
+        while self.close_code is None and len(self._queue) >= max(1, self.limit // 2):
+            self._room.clear()
+            await self._room.wait()
+        return self.send_text(text)
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        self.close_reason = reason
+        self._queue.clear()
+        self._wake.set()
+        self._room.set()
+
+    def peer_closed(self, code: int = 1005) -> None:
+        """The client closed or vanished: stop, with nothing more to send."""
+        self.peer_gone = True
+        self.close(code, "")
+
+    async def next_batch(self, max_frames: int, timeout: float | None = None) -> list[str] | None:
+        """Frames to write next; [] when `timeout` passed idle; None once the connection closed."""
+        while not self._queue:
+            if self.close_code is not None:
+                return None
+            self._wake.clear()
+            if timeout is None:
+                await self._wake.wait()
+            else:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except TimeoutError:
+                    return []
+        if self.close_code is not None:
+            return None
+        count = min(max_frames, len(self._queue))
+        batch = [self._queue.popleft() for _ in range(count)]
+        self._room.set()
+        return batch
+
+    async def wait_finished(self) -> None:
+        await self._finished.wait()
+
+    def _mark_finished(self) -> None:
+        self._finished.set()
+
+
+class WebSocketConnection(QueuedConnection):
+    """Starlette (on uvicorn) WebSocket transport: `run_writer` is the connection's only writer."""
+
+    def __init__(self, websocket: WebSocket, limit: int) -> None:
+        super().__init__(limit)
+        self.websocket = websocket
+
+    async def run_writer(self) -> None:
+        """Write queued frames until closed, then send the close frame. Returns when done."""
+        send = self.websocket.send  # raw ASGI send: skips per-frame state checks in send_text
+        try:
+            while True:
+                batch = await self.next_batch(WRITE_BATCH)
+                if batch is None:
+                    break
+                for text in batch:
+                    # With uvicorn's websockets-sansio this only waits when the socket buffer is
+                    # full; that is exactly when the queue must absorb (and overflow) instead.
+                    await send({"type": "websocket.send", "text": text})
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            self.peer_closed(1006)
+        except Exception:  # uvicorn's ClientDisconnected and friends: the peer is gone
+            self.peer_closed(1006)
+        finally:
+            await self._send_close()
+            self._mark_finished()
+
+    async def _send_close(self) -> None:
+        if self.peer_gone:
+            return
+        code = self.close_code if self.close_code is not None else 1000
+        with contextlib.suppress(Exception):
+            # The close frame queues behind whatever the client has not read; a client that
+            # never reads again must not hold this task forever.
+            await asyncio.wait_for(
+                self.websocket.send(
+                    {"type": "websocket.close", "code": code, "reason": self.close_reason}
+                ),
+                CLOSE_TIMEOUT,
+            )

@@ -1,0 +1,171 @@
+"""Channel registry and fan-out: one bus subscription per channel, one encoding per entry.
+
+Transport-independent: members hold a `Connection`, and delivery is a synchronous, non-blocking
+`send_text` of a frame built once for every reader of the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from liveupdates.bus.base import Bus, HistoryLost, Subscription
+from liveupdates.hub.connection import TOO_SLOW_REASON, Connection
+from liveupdates.hub.protocol import CLOSE_TOO_SLOW, encode_update, sse_event
+
+log = logging.getLogger(__name__)
+
+
+class Frame:
+    """One log entry encoded for the wire, shared by every member of the channel."""
+
+    __slots__ = ("_sse", "seq", "text")
+
+    def __init__(self, seq: int, text: str) -> None:
+        self.seq = seq
+        self.text = text
+        self._sse: str | None = None
+
+    @property
+    def sse(self) -> str:
+        # Encoded lazily: a channel with no SSE readers never pays for it.
+        if self._sse is None:
+            self._sse = sse_event("update", self.text, self.seq)
+        return self._sse
+
+
+class Membership:
+    """One connection's place in one channel.
+
+    While the connection is catching up (replay or reset), live frames wait in `pending`; `go_live`
+    then sends those it has not already sent. After that, `offer` sends each frame with a seq above
+    `sent_seq` exactly once.
+    """
+
+    __slots__ = ("channel", "conn", "pending", "pending_limit", "sent_seq", "sse")
+
+    def __init__(self, channel: str, conn: Connection, *, sse: bool, pending_limit: int) -> None:
+        self.channel = channel
+        self.conn = conn
+        self.sse = sse
+        self.sent_seq = 0
+        self.pending: list[Frame] | None = []
+        self.pending_limit = pending_limit
+
+    def render(self, frame: Frame) -> str:
+        return frame.sse if self.sse else frame.text
+
+    def offer(self, frame: Frame) -> None:
+        pending = self.pending
+        if pending is not None:
+            if self.conn.close_code is not None:
+                return
+            pending.append(frame)
+            if len(pending) > self.pending_limit:
+                self.conn.close(CLOSE_TOO_SLOW, TOO_SLOW_REASON)
+            return
+        if frame.seq <= self.sent_seq:
+            return
+        self.sent_seq = frame.seq
+        self.conn.send_text(frame.sse if self.sse else frame.text)
+
+    async def go_live(self, sent_seq: int) -> None:
+        """Everything up to `sent_seq` was sent: flush what arrived meanwhile, then go live."""
+        self.sent_seq = sent_seq
+        pending = self.pending
+        while pending:
+            frame = pending.pop(0)
+            if frame.seq > self.sent_seq:
+                self.sent_seq = frame.seq
+                if not await self.conn.send_paced(self.render(frame)):
+                    break
+        # No await between the loop's last check and this line: nothing can slip in between.
+        self.pending = None
+
+
+class ChannelGroup:
+    """Every member of one channel in this process, fed by one bus subscription."""
+
+    def __init__(self, channel: str, bus: Bus) -> None:
+        self.channel = channel
+        self.members: set[Membership] = set()
+        self._bus = bus
+        self._sub: Subscription | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self.ready: asyncio.Task[None] = asyncio.ensure_future(self._start())
+
+    async def _start(self) -> None:
+        self._sub = await self._bus.subscribe(self.channel)
+        self._pump = asyncio.create_task(self._run(self._sub), name=f"fanout {self.channel}")
+
+    async def _run(self, sub: Subscription) -> None:
+        channel = self.channel
+        while True:
+            try:
+                async for batch in sub:
+                    for entry in batch:
+                        frame = Frame(entry.seq, encode_update(channel, entry.seq, entry.event))
+                        # offer never awaits and never changes `members`: no copy needed.
+                        for member in self.members:
+                            member.offer(frame)
+                return
+            except HistoryLost as lost:
+                # This process fell so far behind that the log dropped entries it never sent.
+                # Members reconnect, resume and get an honest reset.
+                log.warning("fan-out lost history: %s", lost)
+                for member in self.members:
+                    member.conn.close(CLOSE_TOO_SLOW, TOO_SLOW_REASON)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ready
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._pump
+        if self._sub is not None:
+            await self._sub.close()
+
+
+class Fanout:
+    """Registry of channel groups: created on first join, torn down when the last member leaves."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self._groups: dict[str, ChannelGroup] = {}
+
+    def channels(self) -> list[str]:
+        return list(self._groups)
+
+    def members(self, channel: str) -> int:
+        group = self._groups.get(channel)
+        return len(group.members) if group else 0
+
+    async def join(self, member: Membership) -> None:
+        """Add `member`; returns once the channel's bus subscription is listening."""
+        group = self._groups.get(member.channel)
+        if group is None:
+            group = self._groups[member.channel] = ChannelGroup(member.channel, self._bus)
+        group.members.add(member)
+        try:
+            await asyncio.shield(group.ready)
+        except BaseException:
+            await self.leave(member)
+            raise
+
+    async def leave(self, member: Membership) -> None:
+        group = self._groups.get(member.channel)
+        if group is None or member not in group.members:
+            return
+        group.members.discard(member)
+        if not group.members:
+            del self._groups[member.channel]
+            await group.stop()
+
+    async def close(self) -> None:
+        groups = list(self._groups.values())
+        self._groups.clear()
+        for group in groups:
+            group.members.clear()
+            await group.stop()

@@ -1,0 +1,198 @@
+"""Wire protocol v1: parsing client messages and encoding server messages. Pure: no I/O.
+
+Every server message is built here so WebSocket, SSE and REST say exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+# Error codes a client may see in {"type": "error"}.
+BAD_REQUEST = "bad_request"
+UNKNOWN_CHANNEL = "unknown_channel"
+TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+RATE_LIMITED = "rate_limited"
+MESSAGE_TOO_LARGE = "message_too_large"
+
+# WebSocket close codes (documented in docs/protocol.md, "Close codes").
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008  # disallowed Origin, or a client that keeps sending bad or too many messages
+CLOSE_TOO_BIG = 1009  # a frame far over the limit: refused by the protocol layer unread
+CLOSE_RESTART = 1012  # server shutting down or restarting: reconnect with backoff, resume
+CLOSE_TOO_SLOW = 4008  # the client did not read fast enough: reconnect and resume with since/epoch
+
+CHANNEL_KINDS = ("story", "feed")
+MAX_CHANNEL_LENGTH = 512
+
+
+class ProtocolError(ValueError):
+    """A client message that cannot be honoured; `code` is the wire error code."""
+
+    def __init__(self, code: str, message: str, channel: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.channel = channel
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    channel: str
+    since: int | None = None
+    epoch: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+ClientMessage = Subscribe | Unsubscribe | Ping
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def parse_channel(channel: object) -> tuple[Literal["story", "feed"], str]:
+    """Split "story:<id>" / "feed:<id>" or raise ProtocolError(bad_request)."""
+    if not isinstance(channel, str) or not channel or len(channel) > MAX_CHANNEL_LENGTH:
+        raise ProtocolError(BAD_REQUEST, "channel must be a non-empty string")
+    kind, sep, ident = channel.partition(":")
+    if not sep or kind not in CHANNEL_KINDS or not ident:
+        raise ProtocolError(
+            BAD_REQUEST, "channel must look like story:<id> or feed:<id>", channel=channel
+        )
+    return kind, ident  # type: ignore[return-value]
+
+
+def parse_since(value: object) -> int | None:
+    """A resume position: a non-negative integer (JSON number or decimal string), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ProtocolError(BAD_REQUEST, "since must be a non-negative integer")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or value < 0:
+        raise ProtocolError(BAD_REQUEST, "since must be a non-negative integer")
+    return value
+
+
+def parse_epoch(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 128:
+        raise ProtocolError(BAD_REQUEST, "epoch must be a string")
+    return value
+
+
+def parse_client_message(text: str) -> ClientMessage:
+    """Decode one client text frame. Raises ProtocolError(bad_request) for anything malformed."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError(BAD_REQUEST, "message is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(BAD_REQUEST, "message must be a JSON object")
+    kind = data.get("type")
+    if kind == "ping":
+        return Ping()
+    if kind == "subscribe":
+        channel = data.get("channel")
+        parse_channel(channel)
+        try:
+            since = parse_since(data.get("since"))
+            epoch = parse_epoch(data.get("epoch"))
+        except ProtocolError as exc:
+            exc.channel = channel  # type: ignore[assignment]
+            raise
+        return Subscribe(channel=channel, since=since, epoch=epoch)  # type: ignore[arg-type]
+    if kind == "unsubscribe":
+        channel = data.get("channel")
+        parse_channel(channel)
+        return Unsubscribe(channel=channel)  # type: ignore[arg-type]
+    if not isinstance(kind, str):
+        raise ProtocolError(BAD_REQUEST, "message needs a string field 'type'")
+    raise ProtocolError(BAD_REQUEST, f"unknown message type {kind[:40]!r}")
+
+
+# -- server messages ---------------------------------------------------------------------------
+
+
+def encode_update(channel: str, seq: int, event: dict[str, Any]) -> str:
+    """The update frame: built once per entry and shared by every reader of the channel."""
+    return _dumps({"type": "update", "channel": channel, "seq": seq, "event": event})
+
+
+def update_message(channel: str, seq: int, event: dict[str, Any]) -> dict[str, Any]:
+    """The same update as a dict, for REST bodies that embed it."""
+    return {"type": "update", "channel": channel, "seq": seq, "event": event}
+
+
+def encode_subscribed(channel: str, seq: int, epoch: str, recovered: bool) -> str:
+    return _dumps(
+        {
+            "type": "subscribed",
+            "channel": channel,
+            "seq": seq,
+            "epoch": epoch,
+            "recovered": recovered,
+        }
+    )
+
+
+def encode_unsubscribed(channel: str) -> str:
+    return _dumps({"type": "unsubscribed", "channel": channel})
+
+
+def reset_message(
+    channel: str,
+    seq: int,
+    snapshot: dict[str, Any] | None,
+    stories: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Tells a reader its position cannot be replayed: take this state, carry on after `seq`.
+
+    Story channels carry the current snapshot; feed channels carry `snapshot: null` and `stories`,
+    the feed's current stories, most recently changed first.
+    """
+    message: dict[str, Any] = {
+        "type": "reset",
+        "channel": channel,
+        "seq": seq,
+        "snapshot": snapshot,
+    }
+    if stories is not None:
+        message["stories"] = stories
+    return message
+
+
+def encode(message: dict[str, Any]) -> str:
+    return _dumps(message)
+
+
+def encode_error(code: str, message: str, channel: str | None = None) -> str:
+    data: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if channel is not None:
+        data["channel"] = channel
+    return _dumps(data)
+
+
+PONG = _dumps({"type": "pong"})
+
+
+def sse_event(event: str, data: str, event_id: int | None = None) -> str:
+    """One Server-Sent Event. `data` is a single-line JSON text, so one data: line suffices."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {data}\n\n"
+
+
+SSE_HEARTBEAT = ": ping\n\n"

@@ -1,0 +1,169 @@
+"""REST endpoints: current state and history, for page loads and for clients that poll."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from liveupdates.feeds.identity import canonical_url
+from liveupdates.hub.core import Hub, can_replay
+from liveupdates.hub.protocol import ProtocolError, parse_epoch, parse_since, update_message
+from liveupdates.hub.state import (
+    FEED_STORIES_LIMIT,
+    build_reset,
+    feed_stories,
+    story_document,
+    story_json,
+)
+from liveupdates.models import feed_channel, story_channel
+
+DEFAULT_UPDATES_LIMIT = 100
+MAX_UPDATES_LIMIT = 1000
+
+
+class BadParameter(ValueError):
+    pass
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _not_found(message: str) -> JSONResponse:
+    return error_response(404, "not_found", message)
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    raw = raw.strip()
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadParameter(f"{name} must be an integer from {low} to {high}")
+    return int(raw)
+
+
+def _hub(request: Request) -> Hub:
+    return request.app.state.hub
+
+
+async def get_story(request: Request) -> JSONResponse:
+    story_id = request.path_params["story_id"]
+    doc = await story_document(_hub(request).store, story_id)
+    if doc is None:
+        return _not_found(f"no story {story_id}")
+    return JSONResponse(doc)
+
+
+async def get_story_by_url(request: Request) -> JSONResponse:
+    url = request.query_params.get("url", "").strip()
+    if not url:
+        return error_response(400, "bad_request", "url is required")
+    try:
+        canonical = canonical_url(url)
+    except ValueError:
+        return error_response(400, "bad_request", "url is not a valid URL")
+    hub = _hub(request)
+    stored = await hub.store.story_by_url(canonical)
+    if stored is None and canonical != url:
+        stored = await hub.store.story_by_url(url)
+    if stored is None:
+        return _not_found("no story at that url")
+    doc = await story_document(hub.store, stored.snapshot.id)
+    if doc is None:  # pragma: no cover - stories are never deleted
+        return _not_found("no story at that url")
+    return JSONResponse(doc)
+
+
+async def get_version(request: Request) -> JSONResponse:
+    story_id = request.path_params["story_id"]
+    raw = request.path_params["version"]
+    if not raw.isdigit() or int(raw) < 1:
+        return error_response(400, "bad_request", "version must be a positive integer")
+    stored = await _hub(request).store.get_version(story_id, int(raw))
+    if stored is None:
+        return _not_found(f"story {story_id} has no version {raw}")
+    data = story_json(stored)
+    data["at"] = stored.at
+    return JSONResponse(data)
+
+
+async def get_updates(request: Request) -> JSONResponse:
+    """Updates after `since`, like a WebSocket replay; a reset when they cannot all be given."""
+    story_id = request.path_params["story_id"]
+    hub = _hub(request)
+    try:
+        since = parse_since(request.query_params.get("since", "0") or "0")
+        epoch = parse_epoch(request.query_params.get("epoch"))
+        limit = _int_param(request, "limit", DEFAULT_UPDATES_LIMIT, 1, MAX_UPDATES_LIMIT)
+    except (ProtocolError, BadParameter) as exc:
+        return error_response(400, "bad_request", str(exc))
+    assert since is not None
+    if await hub.store.latest(story_id) is None:
+        return _not_found(f"no story {story_id}")
+    channel = story_channel(story_id)
+    bounds = await hub.bus.bounds(channel)
+    body: dict[str, Any] = {"channel": channel, "seq": bounds.last, "epoch": bounds.epoch}
+    # The replay cap does not apply: paging with `limit` bounds each response instead.
+    if not can_replay(bounds, since, epoch, cap=bounds.last):
+        body.update(
+            updates=[],
+            recovered=False,
+            more=False,
+            reset=await build_reset(hub.store, channel, bounds.last),
+        )
+        return JSONResponse(body)
+    entries = await hub.bus.read_since(channel, since, min(limit, bounds.last - since))
+    if entries and entries[0].seq != since + 1:
+        # Trimmed between the two reads.
+        body.update(
+            updates=[],
+            recovered=False,
+            more=False,
+            reset=await build_reset(hub.store, channel, bounds.last),
+        )
+        return JSONResponse(body)
+    body["updates"] = [update_message(channel, e.seq, e.event) for e in entries]
+    body["recovered"] = True
+    body["more"] = bool(entries) and entries[-1].seq < bounds.last
+    return JSONResponse(body)
+
+
+async def get_feed_stories(request: Request) -> JSONResponse:
+    feed_id = request.path_params["feed_id"]
+    hub = _hub(request)
+    try:
+        limit = _int_param(request, "limit", FEED_STORIES_LIMIT, 1, 1000)
+    except BadParameter as exc:
+        return error_response(400, "bad_request", str(exc))
+    stories = await feed_stories(hub.store, feed_id, limit)
+    if not stories:
+        known = await hub.store.get_feed(feed_id) is not None
+        if not known and (await hub.store.log_bounds(feed_channel(feed_id))).last == 0:
+            return _not_found(f"no feed {feed_id}")
+    return JSONResponse({"feed": feed_id, "stories": stories})
+
+
+async def healthz(request: Request) -> JSONResponse:
+    hub = _hub(request)
+    return JSONResponse(
+        {
+            "status": "shutting_down" if hub.shutting_down else "ok",
+            "connections": len(hub.connections),
+            "channels": len(hub.fanout.channels()),
+        },
+        status_code=503 if hub.shutting_down else 200,
+    )
+
+
+routes = [
+    Route("/healthz", healthz),
+    Route("/v1/stories", get_story_by_url),
+    Route("/v1/stories/{story_id}", get_story),
+    Route("/v1/stories/{story_id}/versions/{version}", get_version),
+    Route("/v1/stories/{story_id}/updates", get_updates),
+    Route("/v1/feeds/{feed_id}/stories", get_feed_stories),
+]

@@ -1,0 +1,127 @@
+"""One WebSocket client's conversation: limits, message dispatch, its subscriptions.
+
+Transport-independent: it reads text handed to it and answers through a `QueuedConnection`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from liveupdates.hub.connection import QueuedConnection
+from liveupdates.hub.core import Hub
+from liveupdates.hub.fanout import Membership
+from liveupdates.hub.protocol import (
+    BAD_REQUEST,
+    CLOSE_POLICY,
+    MESSAGE_TOO_LARGE,
+    PONG,
+    RATE_LIMITED,
+    TOO_MANY_SUBSCRIPTIONS,
+    UNKNOWN_CHANNEL,
+    Ping,
+    ProtocolError,
+    Subscribe,
+    Unsubscribe,
+    encode_error,
+    encode_unsubscribed,
+    parse_client_message,
+)
+from liveupdates.hub.ratelimit import TokenBucket
+from liveupdates.hub.state import channel_exists
+
+# A client may cause this many errors (bad JSON, floods, oversize frames) in a burst, refilled at
+# ABUSE_RATE per second; past that it is closed with 1008. Honest clients never get near it.
+ABUSE_BURST = 10
+ABUSE_RATE = 1.0
+ABUSE_REASON = "too many bad or excess messages"
+
+
+class Session:
+    def __init__(
+        self,
+        hub: Hub,
+        conn: QueuedConnection,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        settings = hub.settings
+        self.hub = hub
+        self.conn = conn
+        self.clock = clock
+        self.max_bytes = settings.hub_max_message_bytes
+        self.max_subscriptions = settings.hub_max_subscriptions
+        now = clock()
+        self.rate = TokenBucket(settings.hub_rate_per_second, settings.hub_rate_burst, now)
+        self.abuse = TokenBucket(ABUSE_RATE, ABUSE_BURST, now)
+        self.memberships: dict[str, Membership] = {}
+
+    # -- input -------------------------------------------------------------------------------------
+
+    async def handle_text(self, text: str) -> None:
+        now = self.clock()
+        # len(text) is a cheap lower bound on the UTF-8 size; encode only when it might matter.
+        if len(text) > self.max_bytes or (
+            len(text) * 4 > self.max_bytes and len(text.encode()) > self.max_bytes
+        ):
+            self._fault(now, MESSAGE_TOO_LARGE, f"messages are limited to {self.max_bytes} bytes")
+            return
+        if not self.rate.take(now):
+            self._fault(now, RATE_LIMITED, "too many messages; slow down")
+            return
+        try:
+            message = parse_client_message(text)
+        except ProtocolError as exc:
+            self._fault(now, exc.code, exc.message, exc.channel)
+            return
+        if isinstance(message, Ping):
+            self.conn.send_text(PONG)
+        elif isinstance(message, Subscribe):
+            await self.subscribe(message)
+        elif isinstance(message, Unsubscribe):
+            await self.unsubscribe(message.channel)
+
+    def handle_binary(self) -> None:
+        self._fault(self.clock(), BAD_REQUEST, "binary frames are not supported; send JSON text")
+
+    def _fault(self, now: float, code: str, message: str, channel: str | None = None) -> None:
+        self.conn.send_text(encode_error(code, message, channel))
+        if not self.abuse.take(now):
+            self.conn.close(CLOSE_POLICY, ABUSE_REASON)
+
+    # -- subscriptions -----------------------------------------------------------------------------
+
+    async def subscribe(self, message: Subscribe) -> None:
+        channel = message.channel
+        old = self.memberships.pop(channel, None)
+        if old is not None:
+            # Subscribing again restarts the channel from the given position.
+            await self.hub.leave(old)
+        if len(self.memberships) >= self.max_subscriptions:
+            self.conn.send_text(
+                encode_error(
+                    TOO_MANY_SUBSCRIPTIONS,
+                    f"at most {self.max_subscriptions} subscriptions per connection",
+                    channel,
+                )
+            )
+            return
+        if not await channel_exists(self.hub.store, channel):
+            self.conn.send_text(
+                encode_error(UNKNOWN_CHANNEL, f"no such channel {channel}", channel)
+            )
+            return
+        member = await self.hub.join(self.conn, channel, message.since, message.epoch)
+        self.memberships[channel] = member
+
+    async def unsubscribe(self, channel: str) -> None:
+        member = self.memberships.pop(channel, None)
+        if member is not None:
+            await self.hub.leave(member)
+        # Answered either way: unsubscribing twice is harmless.
+        self.conn.send_text(encode_unsubscribed(channel))
+
+    async def close(self) -> None:
+        members = list(self.memberships.values())
+        self.memberships.clear()
+        for member in members:
+            await self.hub.leave(member)

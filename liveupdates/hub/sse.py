@@ -1,0 +1,136 @@
+"""The /v1/sse endpoint: one channel per stream, same messages as the WebSocket, SSE framing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from liveupdates.hub.connection import QueuedConnection
+from liveupdates.hub.core import Hub
+from liveupdates.hub.fanout import Membership
+from liveupdates.hub.protocol import (
+    SSE_HEARTBEAT,
+    ProtocolError,
+    encode,
+    parse_channel,
+    parse_epoch,
+    parse_since,
+)
+from liveupdates.hub.rest import error_response
+from liveupdates.hub.state import channel_exists
+
+log = logging.getLogger(__name__)
+
+# Milliseconds an EventSource waits before reconnecting (browsers add nothing; keep it modest).
+SSE_RETRY_MS = 3000
+SSE_BATCH = 64
+
+
+class SSEConnection(QueuedConnection):
+    """The queue is drained by the response body instead of a WebSocket writer."""
+
+    async def stream(self, heartbeat: float) -> AsyncIterator[str]:
+        yield f"retry: {SSE_RETRY_MS}\n\n"
+        while True:
+            batch = await self.next_batch(SSE_BATCH, timeout=heartbeat)
+            if batch is None:
+                break
+            yield "".join(batch) if batch else SSE_HEARTBEAT
+        if not self.peer_gone and self.close_code is not None:
+            # Tell the client why the stream ends; EventSource reconnects with Last-Event-ID.
+            yield (
+                "event: close\ndata: "
+                + encode({"type": "close", "code": self.close_code, "reason": self.close_reason})
+                + "\n\n"
+            )
+
+
+class SSEResponse(Response):
+    """Streams an SSEConnection; notices the client leaving even when nothing is being sent."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, hub: Hub, conn: SSEConnection, channel: str, since: int | None, epoch: str | None
+    ) -> None:
+        super().__init__(
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            media_type=self.media_type,
+        )
+        self.hub = hub
+        self.conn = conn
+        self.channel = channel
+        self.since = since
+        self.epoch = epoch
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub, conn = self.hub, self.conn
+        hub.connections.add(conn)
+        member: Membership | None = None
+
+        async def join() -> None:
+            nonlocal member
+            member = await hub.join(conn, self.channel, self.since, self.epoch, sse=True)
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            conn.peer_closed(1001)
+
+        # The join runs beside the stream: its replay is paced by what the stream drains.
+        joiner = asyncio.create_task(join())
+        joiner.add_done_callback(lambda t: _close_on_failure(t, conn))
+        watcher = asyncio.create_task(watch_disconnect())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for chunk in conn.stream(hub.settings.hub_sse_heartbeat):
+                await send(
+                    {"type": "http.response.body", "body": chunk.encode(), "more_body": True}
+                )
+            if not conn.peer_gone:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            conn.peer_closed(1006)
+        finally:
+            conn.close(1000)
+            for task in (joiner, watcher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if member is not None:
+                await hub.leave(member)
+            hub.connections.discard(conn)
+            conn._mark_finished()
+
+
+def _close_on_failure(task: asyncio.Task[None], conn: SSEConnection) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("SSE subscribe failed", exc_info=task.exception())
+        conn.close(1011, "internal error")
+
+
+async def sse_endpoint(request: Request) -> Response:
+    hub: Hub = request.app.state.hub
+    if not request.app.state.origins.allows(request.headers.get("origin")):
+        return error_response(403, "forbidden", "origin not allowed")
+    params = request.query_params
+    channel = params.get("channel")
+    try:
+        parse_channel(channel)
+        # EventSource repeats the original URL on reconnect; Last-Event-ID is the newer position.
+        last_event_id = request.headers.get("last-event-id")
+        since = parse_since(last_event_id if last_event_id else params.get("since"))
+        epoch = parse_epoch(params.get("epoch"))
+    except ProtocolError as exc:
+        return error_response(400, "bad_request", exc.message)
+    assert channel is not None
+    if not await channel_exists(hub.store, channel):
+        return error_response(404, "not_found", f"no such channel {channel}")
+    conn = SSEConnection(hub.settings.hub_send_queue)
+    return SSEResponse(hub, conn, channel, since, epoch)

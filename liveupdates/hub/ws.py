@@ -1,0 +1,61 @@
+"""The /v1/ws endpoint: glue between a Starlette WebSocket, a Session and its writer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from liveupdates.hub.connection import WebSocketConnection
+from liveupdates.hub.core import RESTART_REASON, Hub
+from liveupdates.hub.protocol import CLOSE_POLICY, CLOSE_RESTART
+from liveupdates.hub.session import Session
+
+log = logging.getLogger(__name__)
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    hub: Hub = websocket.app.state.hub
+    if not websocket.app.state.origins.allows(websocket.headers.get("origin")):
+        # Closing before accept makes uvicorn answer the handshake with 403.
+        await websocket.close(CLOSE_POLICY, "origin not allowed")
+        return
+    if hub.shutting_down:
+        await websocket.close(CLOSE_RESTART, RESTART_REASON)
+        return
+    await websocket.accept()
+    conn = WebSocketConnection(websocket, hub.settings.hub_send_queue)
+    session = Session(hub, conn)
+    hub.connections.add(conn)
+    reader = asyncio.create_task(_read(websocket, session, conn))
+    try:
+        await conn.run_writer()
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+        await session.close()
+        hub.connections.discard(conn)
+
+
+async def _read(websocket: WebSocket, session: Session, conn: WebSocketConnection) -> None:
+    receive = websocket.receive
+    try:
+        while not conn.closed:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                conn.peer_closed(message.get("code", 1005))
+                return
+            text = message.get("text")
+            if text is not None:
+                await session.handle_text(text)
+            else:
+                session.handle_binary()
+    except (WebSocketDisconnect, OSError):
+        conn.peer_closed(1006)
+    except Exception:
+        # A bug or a store failure must not leave a connection that no longer reads.
+        log.exception("WebSocket session failed")
+        conn.close(1011, "internal error")
