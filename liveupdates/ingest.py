@@ -12,10 +12,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from liveupdates import metrics
 from liveupdates.events import channels_for, created_event, updated_event, utcnow_iso
 from liveupdates.feeds.fetch import Fetcher, next_fetch_state
 from liveupdates.feeds.normalise import content_hash, normalise_entry
 from liveupdates.feeds.parse import parse_feed
+from liveupdates.feeds.schedule import response_hint
 from liveupdates.models import FeedConfig, FetchState, LogEntry, PollOutcome, Snapshot
 from liveupdates.store.base import Store, VersionConflict
 
@@ -31,6 +33,7 @@ class PollReport:
     events: list[dict[str, Any]] = field(default_factory=list)
     retry_after: float | None = None
     damped: int = 0  # changes ignored as flip-flops
+    hint: float | None = None  # seconds the feed says it stays fresh (ttl, max-age)
 
 
 def _parse_iso(value: str) -> float:
@@ -66,8 +69,9 @@ class Ingestor:
             return await self._finish(feed, started, "error", error=str(exc), state=state)
         result = await self.fetcher.fetch(url, state)
         await self.store.set_fetch_state(feed.id, next_fetch_state(state, result, now=time.time()))
+        hint = response_hint(result.headers, result.body) if result.status != "error" else None
         if result.status != "ok" or result.body is None:
-            return await self._finish(
+            report = await self._finish(
                 feed,
                 started,
                 result.status,
@@ -75,6 +79,8 @@ class Ingestor:
                 error=result.error,
                 retry_after=result.retry_after_seconds,
             )
+            report.hint = hint
+            return report
         parsed = parse_feed(result.body, result.headers, result.url or url)
         if parsed.error:
             await self._count_parse_error(feed.id)
@@ -99,6 +105,7 @@ class Ingestor:
         )
         report.events = report_events
         report.damped = damped
+        report.hint = hint
         return report
 
     async def ingest(self, snapshot: Snapshot) -> tuple[list[LogEntry], bool]:
@@ -126,6 +133,7 @@ class Ingestor:
         except VersionConflict:
             # Another poller stored this change first; it has published it too.
             return [], False
+        metrics.updates_published(sum(1 for e in entries if e.channel.startswith("story:")))
         if self.publish is not None and entries:
             await self.publish(entries)
         return entries, False
@@ -176,6 +184,7 @@ class Ingestor:
             duration_ms=round((time.monotonic() - started) * 1000, 2),
         )
         await self.store.record_poll(outcome)
+        metrics.observe_poll(outcome.status, outcome.duration_ms / 1000)
         return PollReport(outcome=outcome, retry_after=retry_after)
 
 

@@ -39,7 +39,11 @@ async def running_poller(
         self_url=self_url,
     )
     scheduler = FeedScheduler(
-        ingestor, jitter=settings.poll_jitter, max_backoff=settings.poll_max_backoff
+        ingestor,
+        jitter=settings.poll_jitter,
+        max_backoff=settings.poll_max_backoff,
+        min_interval=settings.poll_min_interval,
+        max_interval=settings.poll_max_interval,
     )
     await scheduler.sync(await store.list_feeds())
     scheduler.start()

@@ -1,9 +1,12 @@
 """The scheduled poller: one APScheduler job per enabled feed, each rescheduling itself.
 
-Each job polls its feed, then decides when to run next from the poll's outcome: the feed's interval
-with jitter after a success, exponential backoff after errors, never before a Retry-After. A feed is
-never dropped from scheduling: a failing one keeps being polled (less often) and shows its error count.
-One feed's failure or slowness never touches another feed's job.
+Each job polls its feed, then decides when to run next from the poll's outcome with the adaptive
+rule of liveupdates/feeds/schedule.py: faster while its stories change, slower as they go quiet,
+exponential backoff after errors, never before a Retry-After. A feed is never dropped from
+scheduling: a failing one keeps being polled (less often) and shows its error count. One feed's
+failure or slowness never touches another feed's job.
+
+Every planned poll time is written to the store (`set_next_poll`), so ops see it from any process.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from liveupdates.feeds.backoff import jittered, next_poll_delay
+from liveupdates.feeds.schedule import plan_next_poll
 from liveupdates.ingest import Ingestor, PollReport
 from liveupdates.models import FeedConfig
 
@@ -33,16 +36,25 @@ class FeedScheduler:
         *,
         jitter: float = 0.1,
         max_backoff: float = 3600.0,
+        min_interval: float = 0.0,
+        max_interval: float = float("inf"),
         on_report: Callable[[PollReport], None] | None = None,
     ) -> None:
         self.ingestor = ingestor
         self.jitter = jitter
         self.max_backoff = max_backoff
+        self.min_interval = min_interval
+        self.max_interval = max_interval
         self.on_report = on_report
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._feeds: dict[str, FeedConfig] = {}
         self._running: set[str] = set()
         self._again: set[str] = set()  # "poll now" asked while a poll was running
+        self._pace: dict[str, float] = {}  # adaptive wait after a success, per feed
+        # Planned poll times not yet written to the store (None: no poll planned). One writer
+        # task drains it, so writes for a feed never overtake each other.
+        self._plans: dict[str, str | None] = {}
+        self._writer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self.scheduler.start()
@@ -64,6 +76,8 @@ class FeedScheduler:
         for feed_id in self.job_ids() - set(wanted):
             self.scheduler.remove_job(feed_id)
             self._feeds.pop(feed_id, None)
+            self._pace.pop(feed_id, None)
+            self._plan(feed_id, None)
         for feed_id, feed in wanted.items():
             old = self._feeds.get(feed_id)
             self._feeds[feed_id] = feed
@@ -75,9 +89,22 @@ class FeedScheduler:
                 self._schedule(feed_id, delay)
             elif feed_id in self._running:
                 continue  # _run reschedules with the new config when the poll ends
-            elif old.interval_seconds != feed.interval_seconds or old.url != feed.url:
-                # A new interval acts now, not after the old (maybe long) wait runs out.
+            elif (
+                old.interval_seconds != feed.interval_seconds
+                or old.url != feed.url
+                or old.adaptive != feed.adaptive
+            ):
+                # A new interval acts now, not after the old (maybe long) wait runs out, and the
+                # adaptive pace starts again from it.
+                self._pace.pop(feed_id, None)
                 self._schedule(feed_id, min(feed.interval_seconds, self._seconds_to_next(feed_id)))
+        await self.flush_plans()
+
+    async def flush_plans(self) -> None:
+        """Wait until every planned poll time so far is in the store."""
+        writer = self._writer
+        if writer is not None and not writer.done():
+            await asyncio.shield(writer)
 
     def poll_soon(self, feed_id: str) -> None:
         if feed_id in self._running:
@@ -103,6 +130,26 @@ class FeedScheduler:
             misfire_grace_time=None,
             coalesce=True,
         )
+        self._plan(feed_id, run_at)
+
+    def _plan(self, feed_id: str, run_at: datetime | None) -> None:
+        self._plans[feed_id] = (
+            None
+            if run_at is None
+            else run_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        )
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_plans())
+
+    async def _write_plans(self) -> None:
+        while self._plans:
+            feed_id = next(iter(self._plans))
+            at = self._plans.pop(feed_id)
+            try:
+                await self.ingestor.store.set_next_poll(feed_id, at)
+            except Exception:
+                # Only the displayed time is lost; the schedule itself is in memory.
+                log.exception("could not record the next poll of feed %s", feed_id)
 
     async def _run(self, feed_id: str) -> None:
         feed = self._feeds.get(feed_id)
@@ -135,12 +182,23 @@ class FeedScheduler:
 
     async def _delay_after(self, feed: FeedConfig, report: PollReport | None) -> float:
         if report is None:
-            errors, retry_after = 1, None
+            errors, events, retry_after, hint = 1, 0, None, None
         else:
             state = await self.ingestor.store.get_fetch_state(feed.id)
-            errors, retry_after = state.consecutive_errors, report.retry_after
-        if not errors:
-            return jittered(feed.interval_seconds, self.jitter)
-        return next_poll_delay(
-            feed.interval_seconds, errors, retry_after=retry_after, max_backoff=self.max_backoff
+            errors = state.consecutive_errors
+            events, retry_after, hint = report.outcome.events, report.retry_after, report.hint
+        plan = plan_next_poll(
+            interval=feed.interval_seconds,
+            adaptive=feed.adaptive,
+            pace=self._pace.get(feed.id),
+            events=events,
+            errors=errors,
+            hint=hint,
+            retry_after=retry_after,
+            min_interval=self.min_interval,
+            max_interval=self.max_interval,
+            max_backoff=self.max_backoff,
+            jitter=self.jitter,
         )
+        self._pace[feed.id] = plan.pace
+        return plan.delay
