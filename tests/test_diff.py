@@ -274,3 +274,18 @@ def test_summarise_created_uses_headline_else_opening_words() -> None:
     text = summarise_created(untitled)
     assert text.startswith("word word") and text.endswith("…") and len(text) <= 120
     assert summarise_created(_story([], title="", url="")) == "New story"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (["Advertisement"] * 2000, ["Advertisement", "Live: crews at the dam."] * 1000),
+        (["a", "b", "c", "d"] * 500, ["d", "c", "b", "a"] * 500),
+    ],
+)
+def test_repetitive_stories_diff_quickly_and_correctly(old: list[str], new: list[str]) -> None:
+    # Without a bound, difflib takes minutes on such input (one poll would stall the poller).
+    started = time.perf_counter()
+    d = diff(_story(old), _story(new), 1, 2)
+    assert time.perf_counter() - started < 2
+    assert apply(_story(old), d) == _story(new)

@@ -7,9 +7,9 @@ apply to any other snapshot, so a client that missed a version notices instead o
 from __future__ import annotations
 
 from dataclasses import replace
-from difflib import SequenceMatcher
 from typing import Any
 
+from liveupdates.diff.sequence import opcodes
 from liveupdates.diff.words import words_for_hunk
 from liveupdates.models import STORY_FIELDS, Snapshot
 
@@ -34,12 +34,8 @@ def _field_changes(old: Snapshot, new: Snapshot) -> dict[str, dict[str, Any]]:
 
 
 def _paragraph_hunks(old: tuple[str, ...], new: tuple[str, ...]) -> list[dict[str, Any]]:
-    if old == new:
-        return []
-    # autojunk off: repeated paragraphs ("Advertisement") must not be treated as noise.
-    matcher = SequenceMatcher(None, old, new, autojunk=False)
     hunks: list[dict[str, Any]] = []
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+    for op, i1, i2, j1, j2 in opcodes(old, new):
         if op == "equal":
             continue
         hunk: dict[str, Any] = {
