@@ -59,10 +59,10 @@ class SSEResponse(Response):
     def __init__(
         self, hub: Hub, conn: SSEConnection, channel: str, since: int | None, epoch: str | None
     ) -> None:
-        super().__init__(
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            media_type=self.media_type,
-        )
+        # Not Response.__init__: that would declare Content-Length: 0 for the empty body.
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self.hub = hub
         self.conn = conn
         self.channel = channel

@@ -1,0 +1,190 @@
+"""Server-Sent Events at /v1/sse, read with httpx streaming against real uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from tests.support.hubserver import DEADLINE, HubServerHandle, StartHub
+
+
+@dataclass
+class Event:
+    event: str | None
+    id: str | None
+    data: Any
+    comment: str | None = None
+
+
+async def events(response: httpx.Response) -> AsyncIterator[Event]:
+    """A minimal SSE parser: one data line per event, as the hub sends."""
+    fields: dict[str, str] = {}
+    async for line in response.aiter_lines():
+        if line == "":
+            if fields:
+                data = fields.get("data")
+                yield Event(
+                    fields.get("event"), fields.get("id"), json.loads(data) if data else None
+                )
+                fields = {}
+            continue
+        if line.startswith(":"):
+            yield Event(None, None, None, comment=line[1:].strip())
+            continue
+        name, _, value = line.partition(":")
+        fields[name] = value[1:] if value.startswith(" ") else value
+
+
+async def next_event(stream: AsyncIterator[Event], *, skip_comments: bool = True) -> Event:
+    async def read() -> Event:
+        async for event in stream:
+            if event.comment is not None and skip_comments:
+                continue
+            if event.event is None and event.comment is None:
+                continue  # the retry: field
+            return event
+        raise AssertionError("stream ended")
+
+    return await asyncio.wait_for(read(), DEADLINE)
+
+
+async def test_sse_subscribes_then_streams_updates(hub_server: HubServerHandle) -> None:
+    hub = hub_server
+    await hub.publish("bridge")
+    async with (
+        httpx.AsyncClient(base_url=hub.base_url, timeout=DEADLINE) as http,
+        http.stream("GET", "/v1/sse", params={"channel": "story:bridge"}) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        stream = events(response)
+        sub = await next_event(stream)
+        assert (sub.event, sub.id) == ("subscribed", "1")
+        assert sub.data == {
+            "type": "subscribed",
+            "channel": "story:bridge",
+            "seq": 1,
+            "epoch": hub.store.epoch,
+            "recovered": False,
+        }
+        entries = await hub.publish("bridge")
+        update = await next_event(stream)
+        assert (update.event, update.id) == ("update", "2")
+        assert update.data == {
+            "type": "update",
+            "channel": "story:bridge",
+            "seq": 2,
+            "event": entries[0].event,
+        }
+
+
+async def test_last_event_id_resumes(hub_server: HubServerHandle) -> None:
+    hub = hub_server
+    for _ in range(3):
+        await hub.publish("bridge")
+    async with (
+        httpx.AsyncClient(base_url=hub.base_url, timeout=DEADLINE) as http,
+        http.stream(
+            "GET",
+            "/v1/sse",
+            params={"channel": "story:bridge", "since": "0", "epoch": hub.store.epoch},
+            headers={"Last-Event-ID": "1"},  # newer than ?since: the header wins
+        ) as response,
+    ):
+        stream = events(response)
+        sub = await next_event(stream)
+        assert (sub.id, sub.data["recovered"], sub.data["seq"]) == ("1", True, 3)
+        replay = [await next_event(stream) for _ in range(2)]
+        assert [(e.event, e.id, e.data["seq"]) for e in replay] == [
+            ("update", "2", 2),
+            ("update", "3", 3),
+        ]
+        await hub.publish("bridge")
+        assert (await next_event(stream)).id == "4"
+
+
+async def test_unrecoverable_position_gets_reset_event(hub_server: HubServerHandle) -> None:
+    hub = hub_server
+    await hub.publish("bridge")
+    await hub.publish("bridge")
+    async with (
+        httpx.AsyncClient(base_url=hub.base_url, timeout=DEADLINE) as http,
+        http.stream(
+            "GET", "/v1/sse", params={"channel": "story:bridge", "since": "1", "epoch": "gone"}
+        ) as response,
+    ):
+        stream = events(response)
+        sub = await next_event(stream)
+        assert (sub.id, sub.data["recovered"]) == (None, False)
+        reset = await next_event(stream)
+        assert (reset.event, reset.id) == ("reset", "2")
+        assert reset.data["snapshot"]["version"] == 2
+
+
+async def test_heartbeat_comments(start_hub_server: StartHub) -> None:
+    hub = await start_hub_server(hub_sse_heartbeat=0.2)
+    await hub.publish("bridge")
+    async with (
+        httpx.AsyncClient(base_url=hub.base_url, timeout=DEADLINE) as http,
+        http.stream("GET", "/v1/sse", params={"channel": "story:bridge"}) as response,
+    ):
+        stream = events(response)
+        await next_event(stream)
+        beat = await next_event(stream, skip_comments=False)
+        assert beat.comment == "ping"
+
+
+async def test_sse_refusals(start_hub_server: StartHub) -> None:
+    hub = await start_hub_server(hub_allowed_origins=("https://reader.example",))
+    await hub.publish("bridge")
+    async with httpx.AsyncClient(base_url=hub.base_url, timeout=DEADLINE) as http:
+        missing = await http.get("/v1/sse", params={"channel": "story:nope"})
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "not_found"
+        for params in ({}, {"channel": "bogus"}, {"channel": "story:bridge", "since": "-3"}):
+            bad = await http.get("/v1/sse", params=params)
+            assert bad.status_code == 400, params
+            assert bad.json()["error"]["code"] == "bad_request"
+        refused = await http.get(
+            "/v1/sse",
+            params={"channel": "story:bridge"},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert refused.status_code == 403
+
+
+async def test_sse_stream_ends_with_close_event_on_shutdown(start_hub_server: StartHub) -> None:
+    hub = await start_hub_server()
+    await hub.publish("bridge")
+    async with (
+        httpx.AsyncClient(base_url=hub.base_url, timeout=DEADLINE) as http,
+        http.stream("GET", "/v1/sse", params={"channel": "story:bridge"}) as response,
+    ):
+        stream = events(response)
+        await next_event(stream)
+        stopping = asyncio.create_task(hub.stop())
+        closing = await next_event(stream)
+        assert closing.event == "close"
+        assert closing.data["code"] == 1012
+        await asyncio.wait_for(stopping, 15)
+
+
+async def test_client_leaving_frees_the_channel(hub_server: HubServerHandle) -> None:
+    hub = hub_server
+    await hub.publish("bridge")
+    async with (
+        httpx.AsyncClient(base_url=hub.base_url, timeout=DEADLINE) as http,
+        http.stream("GET", "/v1/sse", params={"channel": "story:bridge"}) as response,
+    ):
+        await next_event(events(response))
+        assert hub.hub.fanout.members("story:bridge") == 1
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE
+    while hub.hub.fanout.members("story:bridge"):
+        assert loop.time() < deadline
+        await asyncio.sleep(0.01)
