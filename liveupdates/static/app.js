@@ -639,6 +639,7 @@
           const button = make("button", "story-button");
           button.type = "button";
           button.dataset.storyId = story.id;
+          if (Number.isInteger(story.version)) button.dataset.version = String(story.version);
           if (this.current && this.current.id === story.id) button.setAttribute("aria-current", "true");
           button.append(make("span", "story-button-title", story.title));
           const meta = make("span", "story-button-meta");
