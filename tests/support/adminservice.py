@@ -1,0 +1,150 @@
+"""A real running service for the ops tests: hub app + admin API + admin page + /metrics + the
+embedded poller, under real uvicorn on a free 127.0.0.1 port, over a SQLite file.
+
+It runs in a thread with its own event loop, so sync tests (the browser's Playwright) and async
+tests (httpx, subprocesses) can both use it, and stopping it and starting another on the same
+file is a real restart.
+
+    with AdminService(tmp_path / "lu.sqlite3", admin_token="s3cret") as svc:
+        httpx.get(svc.url("/v1/admin/feeds"), headers=svc.auth)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import socket
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from liveupdates.bus import InMemoryBus
+from liveupdates.hub import create_app, make_server
+from liveupdates.ingest import Ingestor
+from liveupdates.metrics import metrics_route
+from liveupdates.ops.api import admin_page_routes, admin_routes
+from liveupdates.ops.control import LocalControl
+from liveupdates.runtime import make_fetcher
+from liveupdates.settings import Settings
+from liveupdates.store.sqlite import SQLiteStore
+from workers.main import running_poller
+
+START_TIMEOUT = 15.0
+
+# Quick polls are allowed so tests can watch schedules move within seconds.
+TEST_SETTINGS: dict[str, Any] = {
+    "poll_min_interval": 0.2,
+    "poll_jitter": 0.0,
+    "hub_demo": False,
+    "fetch_total_timeout": 5.0,
+}
+
+
+class AdminService:
+    def __init__(self, db_path: Path, **settings: Any) -> None:
+        self.db_path = db_path
+        self.settings = dataclasses.replace(
+            Settings(), data_dir=str(db_path.parent), **{**TEST_SETTINGS, **settings}
+        )
+        self.token = self.settings.admin_token or ""
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._server: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def start(self) -> AdminService:
+        self._thread = threading.Thread(target=self._run, name=f"admin:{self.port}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT):
+            raise RuntimeError("the service did not start in time")
+        if self._error is not None:
+            raise RuntimeError(f"the service failed to start: {self._error!r}")
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(setattr, self._server, "should_exit", True)
+        if self._thread is not None:
+            self._thread.join(20)
+            self._thread = None
+        self._sock.close()
+
+    def __enter__(self) -> AdminService:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        settings = self.settings
+        store = SQLiteStore(self.db_path)
+        bus = InMemoryBus(store)
+        fetcher = make_fetcher(settings)
+        control = LocalControl(
+            Ingestor(
+                store, fetcher, publish=bus.publish, flipflop_window=settings.poll_flipflop_window
+            )
+        )
+
+        @contextlib.asynccontextmanager
+        async def poller(app: Any) -> AsyncIterator[None]:
+            async with running_poller(settings, store, publish=bus.publish) as scheduler:
+                control.scheduler = scheduler
+                yield
+
+        app = create_app(
+            settings,
+            store,
+            bus,
+            extra_routes=[
+                *admin_routes(settings, store, control),
+                *admin_page_routes(),
+                metrics_route(),
+            ],
+            lifespan=poller,
+        )
+        server = make_server(app, settings, host="127.0.0.1", port=self.port, log_level="warning")
+        self._server = server
+        task = asyncio.create_task(server.serve(sockets=[self._sock]))
+        try:
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("uvicorn exited during startup")
+                await asyncio.sleep(0.01)
+            self._ready.set()
+            await task
+        finally:
+            await fetcher.aclose()
+            await bus.close()
+            await store.close()
