@@ -273,6 +273,10 @@
   const PING_EVERY_MS = 20000;
   // No frame at all (not even our pong) for this long means a dead connection nobody closed.
   const SILENCE_LIMIT_MS = 45000;
+  // A connection that lived this long was a good one: the next failure backs off from the start.
+  const STABLE_MS = 5000;
+  // Closes that retrying cannot fix (policy violation, oversized frame): retry only slowly.
+  const FATAL_CLOSES = new Set([1008, 1009]);
 
   /* One WebSocket carrying any number of channel subscriptions. Each subscription remembers the
    * last seq it saw and the log's epoch, and sends them again after a reconnect so the server
@@ -287,6 +291,7 @@
       this.timer = null;
       this.pinger = null;
       this.lastFrameAt = 0;
+      this.openedAt = 0;
       this.connects = 0;
     }
 
@@ -310,7 +315,7 @@
       ws.addEventListener("open", () => {
         if (this.ws !== ws) return;
         this.connects += 1;
-        this.lastFrameAt = Date.now();
+        this.openedAt = this.lastFrameAt = Date.now();
         this.onStatus("live", { connects: this.connects });
         for (const channel of this.subs.keys()) this.sendSubscribe(channel);
         this.startPinging(ws);
@@ -330,6 +335,9 @@
         if (this.ws !== ws) return;
         this.ws = null;
         this.stopPinging();
+        if (this.openedAt && Date.now() - this.openedAt >= STABLE_MS) this.attempt = 0;
+        this.openedAt = 0;
+        if (FATAL_CLOSES.has(event.code)) this.attempt = Math.max(this.attempt, 6);
         this.scheduleReconnect(event.code);
       });
       // An error is always followed by close, which does the reconnecting.
@@ -419,10 +427,6 @@
 
     dispatch(message) {
       if (!message || typeof message !== "object") return;
-      if (message.type === "subscribed") {
-        // A good connection at last: the next failure starts the backoff from the bottom again.
-        this.attempt = 0;
-      }
       const sub = this.subs.get(message.channel);
       switch (message.type) {
         case "subscribed": {
@@ -622,6 +626,8 @@
       });
       this.stories = [story, ...this.stories.filter((s) => s.id !== story.id)];
       this.renderList();
+      // The event carries no publication time; the list endpoint has it.
+      if (event.kind === "created") this.loadStories();
     }
 
     onFeedReset(message) {
