@@ -184,6 +184,8 @@ async def test_one_bus_subscription_per_channel_however_many_clients(
         await b.subscribe("story:bridge")
         assert hub.bus.subscriber_count("story:bridge") == 1
         assert hub.hub.fanout.members("story:bridge") == 2
+        # Under uvicorn, frames go straight to the socket while it has room.
+        assert all(c.writes_directly for c in hub.hub.connections)
     await _until(lambda: hub.bus.subscriber_count("story:bridge") == 0)
 
 
