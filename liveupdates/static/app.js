@@ -471,6 +471,8 @@
   const FEED_ID = "demo";
   const TOAST_MS = 6000;
   const FRESH_MS = 60000; // how long a story keeps its "New"/"Updated" badge in the list
+  // The demo writes a new story every minute or so, for ever: list only the latest ones.
+  const LIST_LIMIT = 12;
 
   const el = (id) => document.getElementById(id);
 
@@ -582,7 +584,7 @@
       clearTimeout(this.listTimer);
       const token = ++this.listToken;
       try {
-        const data = await getJSON(`/v1/feeds/${encodeURIComponent(FEED_ID)}/stories`);
+        const data = await getJSON(`/v1/feeds/${encodeURIComponent(FEED_ID)}/stories?limit=${LIST_LIMIT}`);
         if (token !== this.listToken) return; // a newer load is under way
         this.setStories(Array.isArray(data.stories) ? data.stories : []);
         if (Number.isInteger(data.seq)) this.connection.advance(`feed:${FEED_ID}`, data.seq, data.epoch);
@@ -594,7 +596,7 @@
 
     setStories(snapshots) {
       const badges = new Map(this.stories.map((s) => [s.id, s]));
-      this.stories = snapshots.map((s) => {
+      this.stories = snapshots.slice(0, LIST_LIMIT).map((s) => {
         const known = badges.get(s.id);
         return {
           id: s.id,
@@ -624,7 +626,7 @@
         badge: event.kind === "created" ? "New" : "Updated",
         badgeAt: Date.now(),
       });
-      this.stories = [story, ...this.stories.filter((s) => s.id !== story.id)];
+      this.stories = [story, ...this.stories.filter((s) => s.id !== story.id)].slice(0, LIST_LIMIT);
       this.renderList();
       // The event carries no publication time; the list endpoint has it.
       if (event.kind === "created") this.loadStories();
@@ -689,7 +691,10 @@
       this.current.channel = data.channel || channel;
       this.current.snapshot = data;
       this.renderStory(null);
-      el("article").focus({ preventScroll: true });
+      const article = el("article");
+      article.focus({ preventScroll: true });
+      // On a phone the story sits below the list: bring it into view.
+      if (window.matchMedia("(max-width: 760px)").matches) article.scrollIntoView({ block: "start" });
       this.connection.subscribe(this.current.channel, data.seq ?? null, data.epoch ?? null, {
         update: (message) => this.onStoryUpdate(message),
         reset: (message) => this.onStoryReset(message),
