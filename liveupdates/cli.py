@@ -119,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # One line per poll and per request drowns what matters; -v brings them back.
+        for noisy in ("apscheduler", "httpx"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if args.command == "feeds":
             return args.run(args)

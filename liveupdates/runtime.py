@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from liveupdates.bus.base import Bus
 from liveupdates.feeds.config import load_feeds
 from liveupdates.feeds.fetch import Fetcher
 from liveupdates.settings import Settings
@@ -45,6 +46,17 @@ async def seed_feeds(store: Store, settings: Settings) -> int:
         await store.upsert_feed(feed)
     log.info("seeded %d feed(s) from %s", len(feeds), settings.feeds_path)
     return len(feeds)
+
+
+async def open_bus(settings: Settings, store: Store) -> Bus:
+    """The bus that matches the store: in-process for SQLite, Redis Streams for Redis."""
+    if settings.redis_url:
+        from liveupdates.bus.redis import RedisBus
+
+        return RedisBus(settings.redis_url, store)
+    from liveupdates.bus.memory import InMemoryBus
+
+    return InMemoryBus(store)
 
 
 def make_fetcher(settings: Settings) -> Fetcher:
