@@ -535,6 +535,11 @@
     // -- status and toasts ---------------------------------------------------------------------
 
     showStatus(state, info) {
+      if (state === "error") {
+        // An error about no channel in particular (e.g. rate_limited): the connection is still up.
+        this.toast(`Server says: ${info?.message?.message || "error"}`);
+        return;
+      }
       const status = el("status");
       status.dataset.state = state;
       if (info && info.connects !== undefined) status.dataset.connects = String(info.connects);
@@ -542,7 +547,6 @@
         connecting: "Connecting…",
         live: "Live: updates arrive as they happen",
         reconnecting: `Connection lost. Reconnecting in ${Math.ceil((info?.delay || 0) / 1000)}s…`,
-        error: `Server says: ${info?.message?.message || "error"}`,
       }[state];
       el("status-text").textContent = text || state;
     }
