@@ -1,5 +1,6 @@
-"""A real running service for the ops tests: hub app + admin API + admin page + /metrics + the
-embedded poller, under real uvicorn on a free 127.0.0.1 port, over a SQLite file.
+"""A real running service for the ops tests: the app `liveupdates serve` runs (server.build_app:
+hub, admin API and page, /metrics, embedded poller), under real uvicorn on a free 127.0.0.1 port,
+over a SQLite file, seeded from an empty feeds file.
 
 It runs in a thread with its own event loop, so sync tests (the browser's Playwright) and async
 tests (httpx, subprocesses) can both use it, and stopping it and starting another on the same
@@ -12,25 +13,18 @@ file is a real restart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import socket
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from liveupdates.bus import InMemoryBus
-from liveupdates.hub import create_app, make_server
-from liveupdates.ingest import Ingestor
-from liveupdates.metrics import metrics_route
-from liveupdates.ops.api import admin_page_routes, admin_routes
-from liveupdates.ops.control import LocalControl
-from liveupdates.runtime import make_fetcher
+from liveupdates.hub import make_server
+from liveupdates.server import build_app
 from liveupdates.settings import Settings
 from liveupdates.store.sqlite import SQLiteStore
-from workers.main import running_poller
 
 START_TIMEOUT = 15.0
 
@@ -46,8 +40,14 @@ TEST_SETTINGS: dict[str, Any] = {
 class AdminService:
     def __init__(self, db_path: Path, **settings: Any) -> None:
         self.db_path = db_path
+        # No seeding from config/feeds.toml: the tests start from an empty feed list.
+        feeds_file = db_path.parent / "no-feeds.toml"
+        feeds_file.write_text("")
         self.settings = dataclasses.replace(
-            Settings(), data_dir=str(db_path.parent), **{**TEST_SETTINGS, **settings}
+            Settings(),
+            data_dir=str(db_path.parent),
+            feeds_file=str(feeds_file),
+            **{**TEST_SETTINGS, **settings},
         )
         self.token = self.settings.admin_token or ""
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -109,30 +109,7 @@ class AdminService:
         settings = self.settings
         store = SQLiteStore(self.db_path)
         bus = InMemoryBus(store)
-        fetcher = make_fetcher(settings)
-        control = LocalControl(
-            Ingestor(
-                store, fetcher, publish=bus.publish, flipflop_window=settings.poll_flipflop_window
-            )
-        )
-
-        @contextlib.asynccontextmanager
-        async def poller(app: Any) -> AsyncIterator[None]:
-            async with running_poller(settings, store, publish=bus.publish) as scheduler:
-                control.scheduler = scheduler
-                yield
-
-        app = create_app(
-            settings,
-            store,
-            bus,
-            extra_routes=[
-                *admin_routes(settings, store, control),
-                *admin_page_routes(),
-                metrics_route(),
-            ],
-            lifespan=poller,
-        )
+        app = build_app(settings, store, bus, with_poller=True, self_url=self.base_url)
         server = make_server(app, settings, host="127.0.0.1", port=self.port, log_level="warning")
         self._server = server
         task = asyncio.create_task(server.serve(sockets=[self._sock]))
@@ -145,6 +122,5 @@ class AdminService:
             self._ready.set()
             await task
         finally:
-            await fetcher.aclose()
             await bus.close()
             await store.close()
