@@ -28,7 +28,9 @@ async def open_store(settings: Settings) -> Backends:
     if settings.redis_url:
         from liveupdates.store.redis import RedisStore
 
-        store: Store = RedisStore(settings.redis_url, log_retention=settings.retention)
+        store: Store = RedisStore(
+            settings.redis_url, prefix=settings.redis_prefix, log_retention=settings.retention
+        )
         return Backends(settings, store, "redis")
     from liveupdates.store.sqlite import SQLiteStore
 
@@ -52,7 +54,10 @@ async def open_bus(settings: Settings, store: Store) -> Bus:
     """The bus that matches the store: in-process for SQLite, Redis Streams for Redis."""
     if settings.redis_url:
         from liveupdates.bus.redis import RedisBus
+        from liveupdates.store.redis import RedisStore
 
+        if not isinstance(store, RedisStore):
+            raise TypeError("the Redis bus reads the streams of a RedisStore")
         return RedisBus(settings.redis_url, store)
     from liveupdates.bus.memory import InMemoryBus
 

@@ -28,6 +28,8 @@ class Settings:
     # general
     data_dir: str = "./data"
     redis_url: str | None = None
+    # every Redis key starts with this, so tests and several deployments can share one Redis
+    redis_prefix: str = "lu:"
     admin_token: str | None = None
     feeds_file: str | None = None  # None: config/feeds.toml beside the package
     # named admin tokens {name: token}; only from a settings file
@@ -170,6 +172,9 @@ def _check(settings: Settings) -> Settings:
         ("redis://", "rediss://", "unix://")
     ):
         raise SettingsError("setting redis_url must start with redis://, rediss:// or unix://")
+    if "{" in settings.redis_prefix or "}" in settings.redis_prefix:
+        # braces would act as a Redis Cluster hash tag and break the per-feed key layout
+        raise SettingsError("setting redis_prefix must not contain '{' or '}'")
     return settings
 
 

@@ -266,6 +266,14 @@ class RedisStore:
             tag = f"{{ch:{channel}}}"
         return f"{self.prefix}{tag}:ch:{channel}", f"{self.prefix}{tag}:log:{channel}"
 
+    async def channel_keys(self, channel: str) -> tuple[str, str] | None:
+        """(counter hash, stream) of a channel, for readers of the streams (the Redis bus).
+
+        None for the channel of a story no append has named yet: its keys are not known until
+        the story's feed is.
+        """
+        return await self._channel_keys(channel)
+
     async def forget_channel(self, channel: str) -> None:
         """Drop a channel's log, counter and epoch (ops/tests: simulates losing the log)."""
         keys = await self._channel_keys(channel)
