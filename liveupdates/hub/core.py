@@ -11,7 +11,7 @@ import contextlib
 from dataclasses import dataclass
 
 from liveupdates.bus.base import Bus
-from liveupdates.hub.connection import QueuedConnection
+from liveupdates.hub.connection import Connection, QueuedConnection
 from liveupdates.hub.fanout import Fanout, Frame, Membership
 from liveupdates.hub.protocol import (
     CLOSE_RESTART,
@@ -73,7 +73,7 @@ class Hub:
 
     async def join(
         self,
-        conn: QueuedConnection,
+        conn: Connection,
         channel: str,
         since: int | None,
         epoch: str | None,

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
+from liveupdates import metrics
 from liveupdates.bus.base import Bus, HistoryLost, Subscription
 from liveupdates.hub.connection import TOO_SLOW_REASON, Connection
-from liveupdates.hub.protocol import CLOSE_TOO_SLOW, encode_update, sse_event
+from liveupdates.hub.protocol import CLOSE_INTERNAL, CLOSE_TOO_SLOW, encode_update, sse_event
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +58,20 @@ class Membership:
     def render(self, frame: Frame) -> str:
         return frame.sse if self.sse else frame.text
 
-    def offer(self, frame: Frame) -> None:
+    def offer(self, frame: Frame) -> bool:
+        """Send or hold `frame`; True when it was handed to the connection now."""
         pending = self.pending
         if pending is not None:
             if self.conn.close_code is not None:
-                return
+                return False
             pending.append(frame)
             if len(pending) > self.pending_limit:
                 self.conn.close(CLOSE_TOO_SLOW, TOO_SLOW_REASON)
-            return
+            return False
         if frame.seq <= self.sent_seq:
-            return
+            return False
         self.sent_seq = frame.seq
-        self.conn.send_text(frame.sse if self.sse else frame.text)
+        return self.conn.send_text(frame.sse if self.sse else frame.text)
 
     async def go_live(self, sent_seq: int) -> None:
         """Everything up to `sent_seq` was sent: flush what arrived meanwhile, then go live."""
@@ -87,10 +90,13 @@ class Membership:
 class ChannelGroup:
     """Every member of one channel in this process, fed by one bus subscription."""
 
-    def __init__(self, channel: str, bus: Bus) -> None:
+    def __init__(
+        self, channel: str, bus: Bus, on_dead: Callable[[ChannelGroup], None] | None = None
+    ) -> None:
         self.channel = channel
         self.members: set[Membership] = set()
         self._bus = bus
+        self._on_dead = on_dead
         self._sub: Subscription | None = None
         self._pump: asyncio.Task[None] | None = None
         self.ready: asyncio.Task[None] = asyncio.ensure_future(self._start())
@@ -107,8 +113,14 @@ class ChannelGroup:
                     for entry in batch:
                         frame = Frame(entry.seq, encode_update(channel, entry.seq, entry.event))
                         # offer never awaits and never changes `members`: no copy needed.
+                        sent_ws = sent_sse = 0
                         for member in self.members:
-                            member.offer(frame)
+                            if member.offer(frame):
+                                if member.sse:
+                                    sent_sse += 1
+                                else:
+                                    sent_ws += 1
+                        metrics.frame_sent(entry.event, sent_ws, sent_sse)
                 return
             except HistoryLost as lost:
                 # This process fell so far behind that the log dropped entries it never sent.
@@ -116,6 +128,15 @@ class ChannelGroup:
                 log.warning("fan-out lost history: %s", lost)
                 for member in self.members:
                     member.conn.close(CLOSE_TOO_SLOW, TOO_SLOW_REASON)
+            except Exception:
+                # The bus or the store failed under us. A channel that silently stops would be
+                # worse than a reconnect: close its members and let the next join start afresh.
+                log.exception("fan-out of %s failed", channel)
+                for member in self.members:
+                    member.conn.close(CLOSE_INTERNAL, "internal error; reconnect and resume")
+                if self._on_dead is not None:
+                    self._on_dead(self)
+                return
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -146,13 +167,20 @@ class Fanout:
         """Add `member`; returns once the channel's bus subscription is listening."""
         group = self._groups.get(member.channel)
         if group is None:
-            group = self._groups[member.channel] = ChannelGroup(member.channel, self._bus)
+            group = ChannelGroup(member.channel, self._bus, self._forget)
+            self._groups[member.channel] = group
         group.members.add(member)
         try:
             await asyncio.shield(group.ready)
         except BaseException:
             await self.leave(member)
             raise
+
+    def _forget(self, group: ChannelGroup) -> None:
+        if self._groups.get(group.channel) is group:
+            del self._groups[group.channel]
+            # Its subscription still needs closing; nobody awaits this group any more.
+            asyncio.get_running_loop().create_task(group.stop())
 
     async def leave(self, member: Membership) -> None:
         group = self._groups.get(member.channel)

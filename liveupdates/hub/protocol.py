@@ -20,6 +20,7 @@ MESSAGE_TOO_LARGE = "message_too_large"
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008  # disallowed Origin, or a client that keeps sending bad or too many messages
 CLOSE_TOO_BIG = 1009  # a frame far over the limit: refused by the protocol layer unread
+CLOSE_INTERNAL = 1011  # a server fault (or an unanswered keepalive ping): reconnect and resume
 CLOSE_RESTART = 1012  # server shutting down or restarting: reconnect with backoff, resume
 CLOSE_TOO_SLOW = 4008  # the client did not read fast enough: reconnect and resume with since/epoch
 

@@ -1,6 +1,6 @@
 """One WebSocket client's conversation: limits, message dispatch, its subscriptions.
 
-Transport-independent: it reads text handed to it and answers through a `QueuedConnection`.
+Transport-independent: it reads text handed to it and answers through a `Connection`.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from liveupdates.hub.connection import QueuedConnection
+from liveupdates.hub.connection import Connection
 from liveupdates.hub.core import Hub
 from liveupdates.hub.fanout import Membership
 from liveupdates.hub.protocol import (
@@ -41,7 +41,7 @@ class Session:
     def __init__(
         self,
         hub: Hub,
-        conn: QueuedConnection,
+        conn: Connection,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         settings = hub.settings
