@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import (
@@ -143,6 +145,23 @@ def messages_sent(transport: str, n: int = 1) -> None:
 
 def publish_to_send(seconds: float) -> None:
     PUBLISH_TO_SEND.observe(max(0.0, seconds))
+
+
+def frame_sent(event: Mapping[str, Any], ws: int, sse: int) -> None:
+    """One update handed to `ws` + `sse` readers: counts them and, once per update, the time since
+    the event was made (its `at`, microseconds, set just before it is stored)."""
+    if ws:
+        messages_sent("ws", ws)
+    if sse:
+        messages_sent("sse", sse)
+    if ws or sse:
+        at = event.get("at")
+        if isinstance(at, str):
+            try:
+                made = datetime.fromisoformat(at).timestamp()
+            except ValueError:
+                return
+            publish_to_send(time.time() - made)
 
 
 def slow_client_dropped() -> None:

@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from liveupdates import metrics
 from liveupdates.hub.protocol import CLOSE_TOO_SLOW
 
 TOO_SLOW_REASON = "too slow; resume with since/epoch"
@@ -93,6 +94,8 @@ class QueuedConnection:
             return
         self.close_code = code
         self.close_reason = reason
+        if code == CLOSE_TOO_SLOW:
+            metrics.slow_client_dropped()
         self._queue.clear()
         self._wake.set()
         self._room.set()

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from liveupdates import metrics
 from liveupdates.hub.connection import QueuedConnection
 from liveupdates.hub.core import Hub
 from liveupdates.hub.fanout import Membership
@@ -72,6 +73,7 @@ class SSEResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hub, conn = self.hub, self.conn
         hub.connections.add(conn)
+        metrics.client_connected("sse")
         member: Membership | None = None
 
         async def join() -> None:
@@ -106,6 +108,7 @@ class SSEResponse(Response):
             if member is not None:
                 await hub.leave(member)
             hub.connections.discard(conn)
+            metrics.client_disconnected("sse")
             conn._mark_finished()
 
 

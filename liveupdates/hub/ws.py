@@ -8,6 +8,7 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from liveupdates import metrics
 from liveupdates.hub.connection import WebSocketConnection
 from liveupdates.hub.core import RESTART_REASON, Hub
 from liveupdates.hub.protocol import CLOSE_POLICY, CLOSE_RESTART
@@ -29,6 +30,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     conn = WebSocketConnection(websocket, hub.settings.hub_send_queue)
     session = Session(hub, conn)
     hub.connections.add(conn)
+    metrics.client_connected("ws")
     reader = asyncio.create_task(_read(websocket, session, conn))
     try:
         await conn.run_writer()
@@ -38,6 +40,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             await reader
         await session.close()
         hub.connections.discard(conn)
+        metrics.client_disconnected("ws")
 
 
 async def _read(websocket: WebSocket, session: Session, conn: WebSocketConnection) -> None:
