@@ -111,3 +111,24 @@ async def test_sustained_garbage_is_closed_with_1008(hub_server: HubServerHandle
         for _ in range(50):
             await client.send("garbage")
         assert await client.closed_with() == 1008
+
+
+async def test_burst_of_subscribes_is_refused_in_part_not_closed(
+    start_hub_server: StartHub,
+) -> None:
+    hub = await start_hub_server(hub_rate_per_second=0.5, hub_rate_burst=5)
+    stories = [f"s{i}" for i in range(12)]
+    for story in stories:
+        await hub.publish(story)
+    async with hub.ws() as client:
+        for story in stories:
+            await client.send({"type": "subscribe", "channel": f"story:{story}"})
+        answers = [await client.recv() for _ in stories]
+        accepted = [a["channel"] for a in answers if a["type"] == "subscribed"]
+        refused = [a for a in answers if a["type"] == "error"]
+        assert len(accepted) >= 5
+        assert {a["code"] for a in refused} <= {"rate_limited"}
+        assert len(accepted) + len(refused) == len(stories)
+        # Still connected and served.
+        entries = await hub.publish(accepted[0].removeprefix("story:"))
+        assert (await client.expect("update"))["seq"] == entries[0].seq

@@ -30,10 +30,14 @@ from liveupdates.hub.protocol import (
 from liveupdates.hub.ratelimit import TokenBucket
 from liveupdates.hub.state import channel_exists
 
-# A client may cause this many errors (bad JSON, floods, oversize frames) in a burst, refilled at
+# A client may cause this many errors (bad JSON, oversize frames) in a burst, refilled at
 # ABUSE_RATE per second; past that it is closed with 1008. Honest clients never get near it.
 ABUSE_BURST = 10
 ABUSE_RATE = 1.0
+# Messages over the rate limit are forgiven longer (a page subscribing to many channels at once
+# only needs to retry the refused ones): 2 x hub_rate_burst of them in a burst, refilled at the
+# message rate, before 1008. Only a client that ignores `rate_limited` gets there.
+EXCESS_FACTOR = 2
 ABUSE_REASON = "too many bad or excess messages"
 
 
@@ -53,6 +57,9 @@ class Session:
         now = clock()
         self.rate = TokenBucket(settings.hub_rate_per_second, settings.hub_rate_burst, now)
         self.abuse = TokenBucket(ABUSE_RATE, ABUSE_BURST, now)
+        self.excess = TokenBucket(
+            settings.hub_rate_per_second, EXCESS_FACTOR * settings.hub_rate_burst, now
+        )
         self.memberships: dict[str, Membership] = {}
 
     # -- input -------------------------------------------------------------------------------------
@@ -66,7 +73,7 @@ class Session:
             self._fault(now, MESSAGE_TOO_LARGE, f"messages are limited to {self.max_bytes} bytes")
             return
         if not self.rate.take(now):
-            self._fault(now, RATE_LIMITED, "too many messages; slow down")
+            self._fault(now, RATE_LIMITED, "too many messages; slow down", bucket=self.excess)
             return
         try:
             message = parse_client_message(text)
@@ -83,9 +90,17 @@ class Session:
     def handle_binary(self) -> None:
         self._fault(self.clock(), BAD_REQUEST, "binary frames are not supported; send JSON text")
 
-    def _fault(self, now: float, code: str, message: str, channel: str | None = None) -> None:
+    def _fault(
+        self,
+        now: float,
+        code: str,
+        message: str,
+        channel: str | None = None,
+        *,
+        bucket: TokenBucket | None = None,
+    ) -> None:
         self.conn.send_text(encode_error(code, message, channel))
-        if not self.abuse.take(now):
+        if not (bucket or self.abuse).take(now):
             self.conn.close(CLOSE_POLICY, ABUSE_REASON)
 
     # -- subscriptions -----------------------------------------------------------------------------
