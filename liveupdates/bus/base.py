@@ -58,6 +58,7 @@ class Subscription:
         self._inbox: deque[LogEntry] = deque()
         self._wakeup = asyncio.Event()
         self._closed = False
+        self._lost: HistoryLost | None = None  # raised once by __anext__, set by lose()
 
     # -- backend side ------------------------------------------------------------------------------
 
@@ -79,6 +80,21 @@ class Subscription:
         if self._inbox:
             self._wakeup.set()
 
+    def lose(self, position: int) -> None:
+        """The log was replaced under a new epoch (lost and started again): its seqs restarted.
+
+        Entries of the new log must not pass as the continuation of the old one, so the consumer
+        gets HistoryLost once and the subscription then carries on after `position`, the new
+        log's last seq.
+        """
+        if self._closed:
+            return
+        self._inbox.clear()
+        expected = (self.position or 0) + 1
+        self._lost = HistoryLost(self.channel, expected, position)
+        self.position = position
+        self._wakeup.set()
+
     # -- consumer side -----------------------------------------------------------------------------
 
     def __aiter__(self) -> Subscription:
@@ -88,6 +104,9 @@ class Subscription:
         while True:
             if self._closed:
                 raise StopAsyncIteration
+            if self._lost is not None:
+                lost, self._lost = self._lost, None
+                raise lost
             if self.position is not None and self._inbox:
                 batch = await self._take()
                 if batch:
