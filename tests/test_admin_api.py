@@ -340,3 +340,70 @@ async def test_openapi_is_served_without_a_token(service: AdminService) -> None:
     async with httpx.AsyncClient(base_url=service.base_url) as c:
         r = await c.get("/v1/admin/openapi.json")
     assert r.status_code == 200 and r.json()["openapi"].startswith("3.")
+
+
+async def test_redis_mode_a_web_change_reaches_a_separate_worker(
+    redis_url: str, redis_prefix: str, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """Scale-out: the API runs in a web app without a poller, the poller is another "process"
+    (its own store object and scheduler); the change reaches it through Redis alone."""
+    import dataclasses
+    import socket
+
+    from liveupdates.bus import InMemoryBus
+    from liveupdates.hub import make_server
+    from liveupdates.server import build_app
+    from liveupdates.store.redis import RedisStore
+    from workers.main import running_poller
+
+    feed_server.set("/r.xml", rss([bridge_story()]))
+    settings = dataclasses.replace(
+        Settings(), redis_url=redis_url, admin_token=TOKEN, hub_demo=False, poll_jitter=0.0
+    )
+    web_store = RedisStore(redis_url, prefix=redis_prefix)
+    worker_store = RedisStore(redis_url, prefix=redis_prefix)
+    bus = InMemoryBus(web_store)
+    app = build_app(settings, web_store, bus, with_poller=False, self_url="http://127.0.0.1:1")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = make_server(app, settings, host="127.0.0.1", port=0, log_level="warning")
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        async with (
+            running_poller(settings, worker_store),
+            httpx.AsyncClient(
+                base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+            ) as c,
+        ):
+            r = await c.post(
+                "/v1/admin/feeds",
+                json={"url": feed_server.url("/r.xml"), "id": "r", "interval_seconds": 3600},
+            )
+            assert r.status_code == 201
+            # The worker picks the new feed up from Redis, polls it, and plans the next poll.
+            await eventually(lambda: _next_poll_within(c, "r", 60, 3600 + 5))
+            assert feed_server.count("/r.xml") == 1
+
+            await c.patch("/v1/admin/feeds/r", json={"interval_seconds": 2})
+            started = time.monotonic()
+            await eventually(lambda: _next_poll_within(c, "r", 0, 2.5), timeout=5)
+            assert time.monotonic() - started < 1.5
+            await eventually(lambda: _polled_twice(feed_server, "/r.xml"), timeout=5)
+
+            # Poll now is answered by the web process itself.
+            r = await c.post("/v1/admin/feeds/r/poll")
+            assert r.json()["outcome"]["status"] == "ok"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 15)
+        sock.close()
+        await bus.close()
+        await web_store.close()
+        await worker_store.close()
+
+
+async def _polled_twice(feed_server: FeedServer, path: str) -> bool:
+    return feed_server.count(path) >= 2
