@@ -13,6 +13,7 @@ from liveupdates.ingest import Ingestor, Publish
 from liveupdates.runtime import make_fetcher, open_store, seed_feeds
 from liveupdates.settings import Settings
 from liveupdates.store.base import Store
+from workers.claims import claims_for, lease_for
 from workers.poller import FeedScheduler
 
 log = logging.getLogger("liveupdates.worker")
@@ -44,6 +45,9 @@ async def running_poller(
         max_backoff=settings.poll_max_backoff,
         min_interval=settings.poll_min_interval,
         max_interval=settings.poll_max_interval,
+        # Shared with every other worker on the same Redis; always granted in embedded mode.
+        claims=claims_for(store),
+        lease_seconds=lease_for(settings.fetch_total_timeout),
     )
     await scheduler.sync(await store.list_feeds())
     scheduler.start()

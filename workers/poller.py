@@ -7,12 +7,17 @@ scheduling: a failing one keeps being polled (less often) and shows its error co
 failure or slowness never touches another feed's job.
 
 Every planned poll time is written to the store (`set_next_poll`), so ops see it from any process.
+
+Several workers share the feeds through `Claims` (workers/claims.py): every worker has a job for
+every feed, but a job only polls if its claim is granted; otherwise it waits for the shared due
+time. Embedded mode uses claims that always grant, so one process behaves as it always did.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -23,8 +28,17 @@ from apscheduler.triggers.date import DateTrigger
 from liveupdates.feeds.schedule import plan_next_poll
 from liveupdates.ingest import Ingestor, PollReport
 from liveupdates.models import FeedConfig
+from workers.claims import Claims, LocalClaims
 
 log = logging.getLogger("liveupdates.worker")
+
+# A worker refused a claim asks again this long after the shared due time (plus up to a tenth of
+# the interval, at most FOLLOW_SPREAD): the holder's own job fires at the due time itself, so the
+# holder keeps its feeds while it lives and the others take over only when it stops.
+FOLLOW_DELAY = 0.05
+FOLLOW_SPREAD = 0.5
+# Wait before asking again when the claims themselves cannot be reached (Redis restarting).
+CLAIM_RETRY_SECONDS = 5.0
 
 
 class FeedScheduler:
@@ -39,8 +53,12 @@ class FeedScheduler:
         min_interval: float = 0.0,
         max_interval: float = float("inf"),
         on_report: Callable[[PollReport], None] | None = None,
+        claims: Claims | None = None,
+        lease_seconds: float = 30.0,
     ) -> None:
         self.ingestor = ingestor
+        self.claims: Claims = claims if claims is not None else LocalClaims()
+        self.lease_seconds = lease_seconds
         self.jitter = jitter
         self.max_backoff = max_backoff
         self.min_interval = min_interval
@@ -50,6 +68,7 @@ class FeedScheduler:
         self._feeds: dict[str, FeedConfig] = {}
         self._running: set[str] = set()
         self._again: set[str] = set()  # "poll now" asked while a poll was running
+        self._forced: set[str] = set()  # "poll now": claim even if not due
         self._pace: dict[str, float] = {}  # adaptive wait after a success, per feed
         # Planned poll times not yet written to the store (None: no poll planned). One writer
         # task drains it, so writes for a feed never overtake each other.
@@ -78,17 +97,23 @@ class FeedScheduler:
             self._feeds.pop(feed_id, None)
             self._pace.pop(feed_id, None)
             self._plan(feed_id, None)
+            await self._forget_claim(feed_id)
         for feed_id, feed in wanted.items():
             old = self._feeds.get(feed_id)
             self._feeds[feed_id] = feed
+            if old is not None and feed_id in self._running:
+                continue  # _run reschedules with the new config when the poll ends
             if old is None or self.scheduler.get_job(feed_id) is None:
                 state = await self.ingestor.store.get_fetch_state(feed_id)
                 delay = 0.0
                 if state.not_before is not None:
                     delay = max(0.0, state.not_before - time.time())
-                self._schedule(feed_id, delay)
-            elif feed_id in self._running:
-                continue  # _run reschedules with the new config when the poll ends
+                due = await self._shared_due(feed_id)
+                if due is not None and due - time.time() > delay:
+                    # Another worker polls it and has planned the next poll: follow that plan.
+                    self._schedule(feed_id, due - time.time() + self._follow_jitter(feed), due)
+                else:
+                    self._schedule(feed_id, delay)
             elif (
                 old.interval_seconds != feed.interval_seconds
                 or old.url != feed.url
@@ -97,7 +122,9 @@ class FeedScheduler:
                 # A new interval acts now, not after the old (maybe long) wait runs out, and the
                 # adaptive pace starts again from it.
                 self._pace.pop(feed_id, None)
-                self._schedule(feed_id, min(feed.interval_seconds, self._seconds_to_next(feed_id)))
+                delay = min(feed.interval_seconds, self._seconds_to_next(feed_id))
+                self._schedule(feed_id, delay)
+                await self._hasten_claim(feed_id, time.time() + delay)
         await self.flush_plans()
 
     async def flush_plans(self) -> None:
@@ -110,6 +137,7 @@ class FeedScheduler:
         if feed_id in self._running:
             self._again.add(feed_id)
         elif feed_id in self._feeds:
+            self._forced.add(feed_id)
             self._schedule(feed_id, 0.0)
 
     def _seconds_to_next(self, feed_id: str) -> float:
@@ -118,7 +146,11 @@ class FeedScheduler:
             return 0.0
         return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
-    def _schedule(self, feed_id: str, delay: float) -> None:
+    def _schedule(self, feed_id: str, delay: float, shown_at: float | None = None) -> None:
+        """Run the feed's job in `delay` s; the store shows `shown_at` (unix) if given, else then.
+
+        A worker following another's plan shows the shared due time, not its own later check.
+        """
         run_at = datetime.now(UTC) + timedelta(seconds=delay)
         self.scheduler.add_job(
             self._run,
@@ -130,7 +162,7 @@ class FeedScheduler:
             misfire_grace_time=None,
             coalesce=True,
         )
-        self._plan(feed_id, run_at)
+        self._plan(feed_id, run_at if shown_at is None else datetime.fromtimestamp(shown_at, UTC))
 
     def _plan(self, feed_id: str, run_at: datetime | None) -> None:
         self._plans[feed_id] = (
@@ -154,6 +186,18 @@ class FeedScheduler:
     async def _run(self, feed_id: str) -> None:
         feed = self._feeds.get(feed_id)
         if feed is None:
+            return
+        force = feed_id in self._forced
+        self._forced.discard(feed_id)
+        try:
+            granted = await self.claims.claim(feed_id, self.lease_seconds, force=force)
+        except Exception:
+            # Without claims nobody can tell who polls: ask again soon rather than poll twice.
+            log.exception("could not claim feed %s", feed_id)
+            self._schedule(feed_id, min(feed.interval_seconds, CLAIM_RETRY_SECONDS))
+            return
+        if not granted:
+            await self._follow(feed)
             return
         self._running.add(feed_id)
         report: PollReport | None = None
@@ -179,6 +223,46 @@ class FeedScheduler:
             # sync() rescheduled it during the poll (new interval): keep the sooner time.
             delay = min(delay, self._seconds_to_next(feed_id))
         self._schedule(feed_id, delay)
+        try:
+            await self.claims.release(feed_id, time.time() + delay)
+        except Exception:
+            # The lease runs out by itself; the feed is then polled by whoever claims it first.
+            log.exception("could not release feed %s", feed_id)
+
+    async def _follow(self, feed: FeedConfig) -> None:
+        """Another worker holds the feed: check again just after the shared due time."""
+        due = await self._shared_due(feed.id)
+        if due is None:
+            # Claimed but gone already (removed, paused): look again after one interval.
+            self._schedule(feed.id, feed.interval_seconds)
+            return
+        wait = max(0.0, due - time.time()) + self._follow_jitter(feed)
+        self._schedule(feed.id, wait, due)
+
+    def _follow_jitter(self, feed: FeedConfig) -> float:
+        return FOLLOW_DELAY + random.random() * min(FOLLOW_SPREAD, 0.1 * feed.interval_seconds)
+
+    async def _shared_due(self, feed_id: str) -> float | None:
+        try:
+            return await self.claims.due(feed_id)
+        except Exception:
+            log.exception("could not read when feed %s is due", feed_id)
+            return None
+
+    async def _hasten_claim(self, feed_id: str, at: float) -> None:
+        """Bring the shared due time forward to `at` (an ops change), never push it back."""
+        try:
+            due = await self.claims.due(feed_id)
+            if due is None or due > at:
+                await self.claims.release(feed_id, at)
+        except Exception:
+            log.exception("could not move the next poll of feed %s", feed_id)
+
+    async def _forget_claim(self, feed_id: str) -> None:
+        try:
+            await self.claims.forget(feed_id)
+        except Exception:
+            log.exception("could not drop the due time of feed %s", feed_id)
 
     async def _delay_after(self, feed: FeedConfig, report: PollReport | None) -> float:
         if report is None:
