@@ -1,0 +1,66 @@
+"""Polling benchmark, orchestrator side: a loopback FeedServer (threads in this process) serving
+`n` feeds, a worker process polling them all once per round with bounded concurrency.
+
+After a warm-up round (every feed 200, stored), each measured round first changes 10% of the feeds
+(a new paragraph in one story), so 90% answer 304 and 10% answer 200 with a real change to parse,
+diff, store and publish. The baseline round asks the same URLs with the same validators.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import psutil
+
+from bench.payload import news_feed, paragraph, rss
+from bench.proc import Child
+from bench.stats import percentile
+
+
+def run(n: int, rounds: int, concurrency: int = 50) -> dict[str, Any]:
+    from tests.support.feedserver import FeedServer
+
+    feeds = {i: news_feed(i) for i in range(n)}
+    with FeedServer() as server:
+        for i, items in feeds.items():
+            server.set(f"/f{i}.xml", rss(items), etag=True)
+        worker = Child("poll-worker", "bench.poller")
+        try:
+            proc = psutil.Process(worker.pid)
+            worker.call("setup", urls=[server.url(f"/f{i}.xml") for i in range(n)])
+            worker.call("ingest_round", timeout=600, concurrency=concurrency)  # warm: all 200
+            worker.call("httpx_round", timeout=600, concurrency=concurrency)
+            measured: dict[str, list[dict[str, Any]]] = {"ingest": [], "httpx": []}
+            rng = random.Random(5)
+            for r in range(rounds):
+                for i in range(r % 10, n, 10):  # a different 10% each round
+                    items = feeds[i]
+                    items[0][2].append(paragraph(rng))
+                    server.set(f"/f{i}.xml", rss(items), etag=True)
+                order = ["ingest", "httpx"] if r % 2 == 0 else ["httpx", "ingest"]
+                for mode in order:
+                    cpu0 = sum(proc.cpu_times()[:2])
+                    answer = worker.call(f"{mode}_round", timeout=600, concurrency=concurrency)
+                    answer["cpu_s"] = sum(proc.cpu_times()[:2]) - cpu0
+                    measured[mode].append(answer)
+        finally:
+            worker.close()
+
+    def summary(rounds_: list[dict[str, Any]]) -> dict[str, Any]:
+        rates = [n / a["seconds"] for a in rounds_]
+        cpu = [a["cpu_s"] / n * 1e6 for a in rounds_]
+        return {
+            "polls_per_s": percentile(rates, 50),
+            "polls_per_s_all": rates,
+            "cpu_us_per_poll": percentile(cpu, 50),
+            "statuses": rounds_[-1]["statuses"],
+        }
+
+    return {
+        "feeds": n,
+        "rounds": rounds,
+        "concurrency": concurrency,
+        "ingest": summary(measured["ingest"]),
+        "httpx": summary(measured["httpx"]),
+    }

@@ -1,0 +1,268 @@
+"""Run every benchmark, print one table, write the figures to bench/results/<timestamp>.json.
+
+    .venv/bin/python -m bench.run            # the full suite (several minutes)
+    .venv/bin/python -m bench.run --quick    # every benchmark at a small size (< 2 minutes)
+    .venv/bin/python -m bench.run --only fanout,diff
+
+Every liveupdates figure is measured next to its baseline in the same run; see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python bench/run.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import diffbench, polling, wsbench
+from bench.proc import ROOT
+from bench.stats import ratio
+from bench.wsbench import Phase
+
+RESULTS = ROOT / "bench" / "results"
+BENCHMARKS = ("fanout", "capacity", "e2e", "diff", "polling")
+
+
+def sizes(quick: bool) -> dict[str, Any]:
+    if quick:
+        return {
+            "fanout": {200: [Phase("burst", 100, None), Phase("rate", 50, 25.0)]},
+            "capacity": 1000,
+            "e2e": {"n": 100, "changes": 15, "interval": 0.2},
+            "polling": {"n": 200, "rounds": 2},
+        }
+    return {
+        # Fixed rates give ~20k messages/s: well under capacity, so latency is not queueing.
+        "fanout": {
+            1000: [Phase("burst", 200, None), Phase("rate", 100, 20.0)],
+            10000: [Phase("burst", 50, None), Phase("rate", 20, 2.0)],
+        },
+        "capacity": 10000,
+        "e2e": {"n": 1000, "changes": 40, "interval": 0.25},
+        "polling": {"n": 1000, "rounds": 4},
+    }
+
+
+def run(selected: list[str], quick: bool) -> dict[str, Any]:
+    plan = sizes(quick)
+    out: dict[str, Any] = {
+        "quick": quick,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    sessions: dict[str, dict[str, Any]] = {}
+    capacity_n = plan["capacity"]
+    if "fanout" in selected:
+        for n, phases in plan["fanout"].items():
+            for kind in ("bare", "hub"):
+                print(f"fan-out: {kind}, {n} clients ...", flush=True)
+                sessions[f"{kind}-{n}"] = asdict(wsbench.fanout_session(kind, n, phases))
+        out["fanout"] = sessions
+    if "capacity" in selected:
+        cap: dict[str, Any] = {}
+        for kind in ("bare", "hub"):
+            key = f"{kind}-{capacity_n}"
+            if key not in sessions:  # not measured with the fan-out: an idle-only session
+                print(f"capacity: {kind}, {capacity_n} idle connections ...", flush=True)
+                sessions[key] = asdict(wsbench.fanout_session(kind, capacity_n, []))
+            s = sessions[key]
+            cap[kind] = {
+                "connections": s["connected"],
+                "rss_before": s["rss_before"],
+                "rss_after": s["rss_after"],
+                "kib_per_conn": s["rss_idle_per_conn"] / 1024,
+            }
+        out["capacity"] = cap
+    if "e2e" in selected:
+        print(f"end to end: {plan['e2e']['n']} clients ...", flush=True)
+        out["e2e"] = wsbench.e2e_session(**plan["e2e"])
+    if "diff" in selected:
+        print("diff ...", flush=True)
+        out["diff"] = diffbench.run(quick)
+    if "polling" in selected:
+        print(f"polling: {plan['polling']['n']} feeds ...", flush=True)
+        out["polling"] = polling.run(**plan["polling"])
+    return out
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+
+def _fmt(value: float, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if abs(value) >= 1000:
+        text = f"{value / 1000:.1f}k"
+    elif abs(value) >= 100:
+        text = f"{value:.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}"
+    return f"{text}{unit}"
+
+
+def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+    """(benchmark, liveupdates, baseline, ratio, target, met)."""
+    table: list[tuple[str, str, str, str, str, str]] = []
+    fan = results.get("fanout", {})
+    sizes_seen = sorted({int(k.split("-")[1]) for k in fan})
+    for n in sizes_seen:
+        hub, bare = fan.get(f"hub-{n}"), fan.get(f"bare-{n}")
+        if not hub or not bare:
+            continue
+        for name in hub["phases"]:
+            h, b = hub["phases"][name], bare["phases"][name]
+            what = "burst" if h["rate"] is None else f"{h['rate']:g} updates/s"
+            label = f"fan-out {n} clients, {h['count']} x 1 KB, {what}"
+            r = ratio(h["msgs_per_cpu_s"], b["msgs_per_cpu_s"])
+            lost = h["expected"] - h["received"]
+            note = f" ({lost} lost)" if lost else ""
+            table.append(
+                (
+                    f"{label}: delivered msg/s per server core",
+                    _fmt(h["msgs_per_cpu_s"]) + note,
+                    _fmt(b["msgs_per_cpu_s"]),
+                    f"{r:.2f}",
+                    ">= 0.80",
+                    "yes" if r >= 0.8 else "NO",
+                )
+            )
+            table.append(
+                (
+                    f"{label}: delivered msg/s (wall)",
+                    _fmt(h["msgs_per_s"]),
+                    _fmt(b["msgs_per_s"]),
+                    f"{ratio(h['msgs_per_s'], b['msgs_per_s']):.2f}",
+                    "",
+                    "",
+                )
+            )
+            r99 = ratio(h["p99_ms"], b["p99_ms"])
+            table.append(
+                (
+                    f"{label}: latency p50 / p99 ms",
+                    f"{_fmt(h['p50_ms'])} / {_fmt(h['p99_ms'])}",
+                    f"{_fmt(b['p50_ms'])} / {_fmt(b['p99_ms'])}",
+                    f"{r99:.2f} (p99)",
+                    "p99 <= 1.5x",
+                    "yes" if r99 <= 1.5 else "NO",
+                )
+            )
+    cap = results.get("capacity")
+    if cap:
+        h, b = cap["hub"], cap["bare"]
+        table.append(
+            (
+                f"capacity: RSS per idle subscribed connection ({h['connections']} open)",
+                _fmt(h["kib_per_conn"], " KiB"),
+                _fmt(b["kib_per_conn"], " KiB"),
+                f"{ratio(h['kib_per_conn'], b['kib_per_conn']):.2f}",
+                "<= 20 KiB, >= 10k conns",
+                "yes"
+                if h["kib_per_conn"] <= 20 and h["connections"] >= 10000
+                else ("yes (size)" if h["kib_per_conn"] <= 20 else "NO"),
+            )
+        )
+    e2e = results.get("e2e")
+    if e2e:
+        p, a = e2e["pipeline"], e2e["hub_alone"]
+        r99 = ratio(p["p99_ms"], a["p99_ms"])
+        table.append(
+            (
+                f"end to end, {e2e['clients']} clients: fetch end -> receipt p50 / p99 ms",
+                f"{_fmt(p['p50_ms'])} / {_fmt(p['p99_ms'])}",
+                f"{_fmt(a['p50_ms'])} / {_fmt(a['p99_ms'])}",
+                f"{r99:.2f} (p99)",
+                "p99 <= 50 ms",
+                "yes" if p["p99_ms"] <= 50 else "NO",
+            )
+        )
+    diff = results.get("diff")
+    if diff:
+        for name, label, target in (
+            ("live_blog_2000", "diff: 2,000-paragraph live blog (+1 para, 1 word, -1 para) ms", 20),
+            ("rewrite_1mb", "diff: 1 MB story rewritten ms", None),
+        ):
+            d = diff[name]
+            table.append(
+                (
+                    label,
+                    _fmt(d["engine_ms_p50"]),
+                    _fmt(d["difflib_ms_p50"]),
+                    f"{ratio(d['engine_ms_p50'], d['difflib_ms_p50']):.2f}",
+                    f"<= {target} ms" if target else "",
+                    ("yes" if d["engine_ms_p50"] <= target else "NO") if target else "",
+                )
+            )
+    poll = results.get("polling")
+    if poll:
+        i, h = poll["ingest"], poll["httpx"]
+        label = f"polling: {poll['feeds']} feeds, 90% 304, concurrency {poll['concurrency']}"
+        table.append(
+            (
+                f"{label}: polls/s",
+                _fmt(i["polls_per_s"]),
+                _fmt(h["polls_per_s"]),
+                f"{ratio(i['polls_per_s'], h['polls_per_s']):.2f}",
+                "",
+                "",
+            )
+        )
+        table.append(
+            (
+                f"{label}: worker CPU µs per poll",
+                _fmt(i["cpu_us_per_poll"]),
+                _fmt(h["cpu_us_per_poll"]),
+                f"{ratio(i['cpu_us_per_poll'], h['cpu_us_per_poll']):.2f}",
+                "",
+                "",
+            )
+        )
+    return table
+
+
+def markdown(results: dict[str, Any]) -> str:
+    head = ("benchmark", "liveupdates", "baseline", "ratio", "target", "met")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(results)]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, under two minutes")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {BENCHMARKS}")
+    args = parser.parse_args(argv)
+    selected = [b.strip() for b in args.only.split(",") if b.strip()] or list(BENCHMARKS)
+    unknown = set(selected) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    started = time.perf_counter()
+    results = run(selected, args.quick)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(results, indent=1))
+    print()
+    print(
+        f"liveupdates benchmarks ({'quick' if args.quick else 'full'}), "
+        f"{results['cpu_count']} cores, Python {results['python']}, {results['seconds']} s"
+    )
+    print(markdown(results))
+    print(f"\nresults: {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Server process of the WebSocket benchmarks: `python -m bench.server {hub,bare} --port P`.
+
+- hub: the production app (`server.build_app`, poller off) under uvicorn via `make_server` with the
+  repository's default settings (permessage-deflate off), over a SQLiteStore file and the
+  InMemoryBus. Updates go the real way: `store.append_version` then `bus.publish`.
+- bare: the floor, a server written only with the `websockets` library: it answers a subscribe
+  with the same `subscribed` frame and `websockets.broadcast`s the same pre-encoded update frames.
+
+Publishing is driven from inside the server process (command `publish`), so the publish time
+embedded in each event (`t0`) is taken where the update starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import gc
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.payload import CHANNEL, FEED_ID, STORY_ID, update_event
+from bench.proc import command_loop, reply_stream
+from liveupdates.hub.protocol import encode_subscribed, encode_update
+from liveupdates.models import Snapshot, story_channel
+
+
+async def pace(start: float, i: int, rate: float | None) -> None:
+    if rate:
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    else:
+        await asyncio.sleep(0)  # as fast as possible, but let the loop write between updates
+
+
+def snapshot(version: int) -> Snapshot:
+    return Snapshot(
+        id=STORY_ID,
+        feed=FEED_ID,
+        url=f"https://gazette.example/live/{STORY_ID}",
+        title="Live: storm closes the Saltmarsh Bridge",
+        paragraphs=(f"Update {version}.",),
+    )
+
+
+# -- the baseline: websockets only -------------------------------------------------------------
+
+
+async def run_bare(sock: socket.socket, out: Any, max_seconds: float, port: int) -> None:
+    import websockets
+    from websockets.asyncio.server import serve
+
+    clients: set[Any] = set()
+    subscribed = encode_subscribed(CHANNEL, 1, "bench", False)
+    seq = 1
+
+    async def handler(ws: Any) -> None:
+        try:
+            await ws.recv()  # the subscribe message
+            await ws.send(subscribed)
+            clients.add(ws)
+            async for _ in ws:
+                pass
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            clients.discard(ws)
+
+    async def publish(args: dict[str, Any]) -> dict[str, Any]:
+        nonlocal seq
+        count, rate, size = args["count"], args.get("rate"), args.get("size", 1000)
+        started_wall, start = time.time(), time.perf_counter()
+        for i in range(count):
+            await pace(start, i, rate)
+            seq += 1
+            frame = encode_update(CHANNEL, seq, update_event(seq, time.time(), size))
+            websockets.broadcast(clients, frame)
+        return {"published": count, "started": started_wall, "seconds": time.perf_counter() - start}
+
+    async def collect(args: dict[str, Any]) -> dict[str, Any]:
+        gc.collect()
+        return {"clients": len(clients)}
+
+    async with serve(handler, sock=sock, compression=None, max_size=64 * 1024, backlog=4096):
+        await command_loop(
+            out,
+            {"publish": publish, "gc": collect},
+            max_seconds=max_seconds,
+            hello={"kind": "bare", "port": port, "channel": CHANNEL},
+        )
+
+
+# -- liveupdates: the real app ------------------------------------------------------------------
+
+
+async def run_hub(sock: socket.socket, out: Any, max_seconds: float, port: int) -> None:
+    from liveupdates.bus.memory import InMemoryBus
+    from liveupdates.events import channels_for
+    from liveupdates.hub.app import make_server
+    from liveupdates.server import build_app
+    from liveupdates.settings import load_settings
+    from liveupdates.store.sqlite import SQLiteStore
+
+    tmp = tempfile.TemporaryDirectory(prefix="lu-bench-")
+    # The repository's defaults (config/liveupdates.toml), ignoring the caller's environment.
+    settings = dataclasses.replace(load_settings({}), data_dir=tmp.name, hub_demo=False)
+    store = SQLiteStore(Path(tmp.name) / "bench.sqlite3", log_retention=settings.retention)
+    bus = InMemoryBus(store)
+    first = snapshot(1)
+    await store.append_version(first, "h1", 0, [update_event(1, time.time())], channels_for(first))
+    version = 1
+    app = build_app(settings, store, bus, with_poller=False, self_url=f"http://127.0.0.1:{port}")
+    server = make_server(
+        app, settings, host="127.0.0.1", port=port, log_level="warning", backlog=4096
+    )
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if serving.done():
+            serving.result()
+        await asyncio.sleep(0.01)
+
+    async def publish_one(event: dict[str, Any]) -> None:
+        nonlocal version
+        snap = snapshot(version + 1)
+        entries = await store.append_version(
+            snap, f"h{version + 1}", version, [event], channels_for(snap)
+        )
+        version += 1
+        await bus.publish(entries)
+
+    async def publish(args: dict[str, Any]) -> dict[str, Any]:
+        count, rate, size = args["count"], args.get("rate"), args.get("size", 1000)
+        started_wall, start = time.time(), time.perf_counter()
+        for i in range(count):
+            await pace(start, i, rate)
+            await publish_one(update_event(version + 1, time.time(), size))
+        return {"published": count, "started": started_wall, "seconds": time.perf_counter() - start}
+
+    async def collect(args: dict[str, Any]) -> dict[str, Any]:
+        gc.collect()
+        return {"clients": len(app.state.hub.connections)}
+
+    from bench.e2e_server import E2E
+
+    e2e = E2E(store, bus)
+    try:
+        await command_loop(
+            out,
+            {
+                "publish": publish,
+                "gc": collect,
+                "e2e_setup": e2e.setup,
+                "e2e_poll": e2e.poll,
+                "e2e_republish": e2e.republish,
+            },
+            max_seconds=max_seconds,
+            hello={"kind": "hub", "port": port, "channel": story_channel(STORY_ID)},
+        )
+    finally:
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(serving, 20)
+        except (TimeoutError, Exception):
+            serving.cancel()
+        await e2e.close()
+        await bus.close()
+        await store.close()
+        tmp.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=["hub", "bare"])
+    parser.add_argument("--max-seconds", type=float, default=1800)
+    args = parser.parse_args()
+    out = reply_stream()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4096)
+    port = sock.getsockname()[1]
+    if args.kind == "bare":
+        asyncio.run(run_bare(sock, out, args.max_seconds, port))
+    else:
+        asyncio.run(run_hub(sock, out, args.max_seconds, port))
+
+
+if __name__ == "__main__":
+    main()
