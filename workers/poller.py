@@ -111,7 +111,7 @@ class FeedScheduler:
                 due = await self._shared_due(feed_id)
                 if due is not None and due - time.time() > delay:
                     # Another worker polls it and has planned the next poll: follow that plan.
-                    self._schedule(feed_id, due - time.time() + self._follow_jitter(feed), due)
+                    self._follow_due(feed, due)
                 else:
                     self._schedule(feed_id, delay)
             elif (
@@ -236,8 +236,13 @@ class FeedScheduler:
             # Claimed but gone already (removed, paused): look again after one interval.
             self._schedule(feed.id, feed.interval_seconds)
             return
-        wait = max(0.0, due - time.time()) + self._follow_jitter(feed)
-        self._schedule(feed.id, wait, due)
+        self._follow_due(feed, due)
+
+    def _follow_due(self, feed: FeedConfig, due: float) -> None:
+        # Never wait more than one interval: a due time read while the holder was polling is
+        # its lease end, and the holder's plan, written a moment later, is usually sooner.
+        wait = min(max(0.0, due - time.time()), feed.interval_seconds)
+        self._schedule(feed.id, wait + self._follow_jitter(feed), due)
 
     def _follow_jitter(self, feed: FeedConfig) -> float:
         return FOLLOW_DELAY + random.random() * min(FOLLOW_SPREAD, 0.1 * feed.interval_seconds)
