@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.frames import Frame as WireFrame
+from websockets.frames import Opcode
+from websockets.protocol import OPEN
 
 from liveupdates import metrics
 from liveupdates.hub.protocol import CLOSE_TOO_SLOW
@@ -49,6 +51,9 @@ class QueuedConnection:
     The queue holds at most `limit` frames the client has not taken yet; the frame that would make it
     overflow closes the connection with 4008 instead, so a slow reader costs only its own memory
     and never delays anyone else's frames.
+
+    Idle connections are the common case (bench: capacity), so the idle state is small: a plain
+    list for the queue, a future only while the writer waits, events only once someone waits.
     """
 
     def __init__(self, limit: int) -> None:
@@ -56,11 +61,16 @@ class QueuedConnection:
         self.close_code: int | None = None
         self.close_reason = ""
         self.peer_gone = False  # the client went away: no close frame to send
-        self._queue: deque[str] = deque()
-        self._wake = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-        self._finished = asyncio.Event()
+        self._queue: list[str] = []
+        self._waiter: asyncio.Future[None] | None = None  # the idle writer waits on this
+        self._room: asyncio.Event | None = None  # created when a paced sender must wait
+        self._finished: asyncio.Event | None = None  # created when someone waits for the end
+        self._done = False
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     @property
     def closed(self) -> bool:
@@ -78,13 +88,15 @@ class QueuedConnection:
             return False
         self._queue.append(text)
         # Wake the writer once per batch, not once per frame.
-        if not self._wake.is_set():
-            self._wake.set()
+        if self._waiter is not None:
+            self._wake()
         return True
 
     async def send_paced(self, text: str) -> bool:
         # Paced senders leave half the queue free for live frames of other channels.
         while self.close_code is None and len(self._queue) >= max(1, self.limit // 2):
+            if self._room is None:
+                self._room = asyncio.Event()
             self._room.clear()
             await self._room.wait()
         return self.send_text(text)
@@ -97,8 +109,9 @@ class QueuedConnection:
         if code == CLOSE_TOO_SLOW:
             metrics.slow_client_dropped()
         self._queue.clear()
-        self._wake.set()
-        self._room.set()
+        self._wake()
+        if self._room is not None:
+            self._room.set()
 
     def peer_closed(self, code: int = 1005) -> None:
         """The client closed or vanished: stop, with nothing more to send."""
@@ -110,29 +123,65 @@ class QueuedConnection:
         while not self._queue:
             if self.close_code is not None:
                 return None
-            self._wake.clear()
-            if timeout is None:
-                await self._wake.wait()
-            else:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-                except TimeoutError:
-                    return []
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                if timeout is None:
+                    await waiter
+                else:
+                    try:
+                        await asyncio.wait_for(waiter, timeout)
+                    except TimeoutError:
+                        return []
+            finally:
+                self._waiter = None
         if self.close_code is not None:
             return None
-        count = min(max_frames, len(self._queue))
-        batch = [self._queue.popleft() for _ in range(count)]
-        self._room.set()
+        batch = self._queue[:max_frames]
+        del self._queue[:max_frames]
+        if self._room is not None:
+            self._room.set()
         return batch
 
     async def wait_finished(self) -> None:
+        if self._done:
+            return
+        if self._finished is None:
+            self._finished = asyncio.Event()
         await self._finished.wait()
 
     def _mark_finished(self) -> None:
-        self._finished.set()
+        self._done = True
+        if self._finished is not None:
+            self._finished.set()
 
 
 DirectWrite = Callable[[str], bool]
+
+
+class _SharedWireFrame:
+    """The serialized WebSocket frame of the last text sent, reused while the same text is sent.
+
+    The fan-out hands one `str` object to every reader of a channel in turn; a server frame
+    without extensions (permessage-deflate off, the default) is the same bytes for all of them.
+    Serializing once per update instead of once per reader is what the fan-out profile asked for
+    (bench/README.md): websockets' send_text/send_frame/serialize was about a third of the
+    per-reader cost.
+    """
+
+    __slots__ = ("text", "wire")
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+        self.wire = b""
+
+    def get(self, text: str) -> bytes:
+        if text is not self.text:
+            self.wire = WireFrame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+            self.text = text
+        return self.wire
+
+
+_shared_frame = _SharedWireFrame()
 
 
 def direct_writer(websocket: WebSocket) -> DirectWrite | None:
@@ -156,6 +205,8 @@ def direct_writer(websocket: WebSocket) -> DirectWrite | None:
     except AttributeError:  # pragma: no cover - a uvicorn whose internals moved
         return None
 
+    shared = _shared_frame
+
     def write(text: str) -> bool:
         # Only while the socket buffer is below its high-water mark: past it, frames wait in our
         # bounded queue, which is what detects a slow reader.
@@ -166,6 +217,11 @@ def direct_writer(websocket: WebSocket) -> DirectWrite | None:
             or transport.is_closing()
         ):
             return False
+        if not ws.extensions and ws.state is OPEN and not ws.expect_continuation_frame:
+            # Exactly what ws.send_text would write, built once for all readers. uvicorn flushes
+            # the protocol's output after every event, so nothing of its own waits to go first.
+            transport.write(shared.get(text))
+            return True
         try:
             ws.send_text(text.encode())
         except Exception:
