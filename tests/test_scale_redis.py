@@ -261,3 +261,17 @@ async def test_two_web_two_workers_on_redis(
         finally:
             for client in clients:
                 await client.close()
+
+
+def test_procfile_runs_the_documented_commands() -> None:
+    from liveupdates.cli import build_parser
+
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    commands = dict(line.split(": ", 1) for line in lines if line.strip())
+    assert commands == {
+        "web": "liveupdates web --host 0.0.0.0 --port $PORT",
+        "worker": "liveupdates worker",
+    }
+    for command in commands.values():
+        argv = command.replace("$PORT", "5000").split()[1:]
+        assert build_parser().parse_args(argv).command in {"web", "worker"}

@@ -2,19 +2,23 @@
 
 Every worker keeps an APScheduler job for every feed (workers/poller.py). When a job fires it
 asks `claim(feed, lease)`: granted only if the feed is due (its shared due time has passed), and
-the grant pushes the due time to now + lease, so any other worker asking meanwhile is refused. The
-winner polls, then `release(feed, next_due)` sets the due time to its next planned poll; a loser
-reschedules its own job at `due(feed)` (plus a little jitter) and asks again then.
+the grant pushes the due time to now + lease, so any other worker asking meanwhile is refused.
+The winner polls, then `release(feed, next_due)` sets the due time to its next planned poll. A
+loser reschedules its own job at `due(feed)` plus a little jitter, but never more than one
+interval ahead, and asks again then. The holder's own job fires at the due time itself, so it
+keeps its feeds while it lives.
 
 Lease and pickup bound
 ----------------------
-The lease must outlast a poll's worst case (the fetch's total timeout plus the store writes), or
-a slow poll could be joined by a second worker (harmless for the data: the store's versioned
-append makes one version, but it is a wasted fetch). A worker that dies without releasing leaves
-its feed due at most `lease` seconds after its claim; the others' jobs then fire at that time and
-take it. So a dead worker's feed is polled again no later than max(its planned next poll, claim +
-lease) + jitter: within one interval for intervals longer than the lease, within one lease
-otherwise. A worker that dies between polls delays nothing: the due time it released stands.
+The lease must outlast a poll's worst case (the fetch's total timeout plus parsing and the store
+writes), or a slow poll could be joined by a second worker (harmless for the data: the store's
+versioned append makes one version, but it is a wasted fetch). A worker that dies without
+releasing leaves its feed due at most `lease` seconds after its claim; the others, checking at
+least once per interval, take it then. So a dead worker's feed is polled again no later than
+max(its planned next poll, claim + lease) + jitter: a worker that dies between polls delays
+nothing (the due time it released stands, and the others check just after it); one that dies
+mid-poll delays its feeds by at most one lease (fetch total timeout + LEASE_MARGIN: 30 s with
+the defaults).
 
 Times are unix seconds from each worker's clock; keep workers' clocks in sync (NTP): a clock s
 seconds ahead claims feeds up to s seconds early.
