@@ -70,7 +70,7 @@ def run(selected: list[str], quick: bool) -> dict[str, Any]:
         out["fanout"] = sessions
     if "capacity" in selected:
         cap: dict[str, Any] = {}
-        for kind in ("bare", "hub"):
+        for kind in ("bare", "hub", "asgi"):
             key = f"{kind}-{capacity_n}"
             if key not in sessions:  # not measured with the fan-out: an idle-only session
                 print(f"capacity: {kind}, {capacity_n} idle connections ...", flush=True)
@@ -162,6 +162,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
     cap = results.get("capacity")
     if cap:
         h, b = cap["hub"], cap["bare"]
+        floor = cap.get("asgi")
         table.append(
             (
                 f"capacity: RSS per idle subscribed connection ({h['connections']} open)",
@@ -174,6 +175,17 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
                 else ("yes (size)" if h["kib_per_conn"] <= 20 else "NO"),
             )
         )
+        if floor:
+            table.append(
+                (
+                    "capacity: same, empty Starlette endpoint on the same uvicorn (the ASGI floor)",
+                    _fmt(floor["kib_per_conn"], " KiB"),
+                    _fmt(b["kib_per_conn"], " KiB"),
+                    f"{ratio(floor['kib_per_conn'], b['kib_per_conn']):.2f}",
+                    "",
+                    "",
+                )
+            )
     e2e = results.get("e2e")
     if e2e:
         p, a = e2e["pipeline"], e2e["hub_alone"]

@@ -5,6 +5,8 @@
   InMemoryBus. Updates go the real way: `store.append_version` then `bus.publish`.
 - bare: the floor, a server written only with the `websockets` library: it answers a subscribe
   with the same `subscribed` frame and `websockets.broadcast`s the same pre-encoded update frames.
+- asgi: an empty Starlette WebSocket endpoint under the same uvicorn settings (capacity only): what
+  the ASGI stack the hub runs on costs per connection before the hub adds anything.
 
 Publishing is driven from inside the server process (command `publish`), so the publish time
 embedded in each event (`t0`) is taken where the update starts.
@@ -35,6 +37,46 @@ async def pace(start: float, i: int, rate: float | None) -> None:
             await asyncio.sleep(delay)
     else:
         await asyncio.sleep(0)  # as fast as possible, but let the loop write between updates
+
+
+class Tracer:
+    """Diagnostics with BENCH_TRACEMALLOC=1: which lines allocated the memory between two marks."""
+
+    def __init__(self) -> None:
+        import os
+        import tracemalloc
+
+        self.on = os.environ.get("BENCH_TRACEMALLOC") == "1"
+        self.mark: Any = None
+        if self.on:
+            tracemalloc.start(int(os.environ.get("BENCH_TRACEMALLOC_FRAMES", "1")))
+
+    async def take_mark(self, args: dict[str, Any]) -> dict[str, Any]:
+        import tracemalloc
+
+        gc.collect()
+        self.mark = tracemalloc.take_snapshot() if self.on else None
+        return {"on": self.on}
+
+    async def diff(self, args: dict[str, Any]) -> dict[str, Any]:
+        import tracemalloc
+
+        if not self.on or self.mark is None:
+            return {"on": False}
+        gc.collect()
+        stats = tracemalloc.take_snapshot().compare_to(self.mark, args.get("by", "lineno"))
+        n = args.get("n", 1)
+        return {
+            "total": sum(s.size_diff for s in stats) / n,
+            "top": [
+                [round(s.size_diff / n), round(s.count_diff / n, 2), str(s.traceback)]
+                for s in stats[: args.get("top", 30)]
+            ],
+        }
+
+
+TRACER = Tracer()
+TRACE_COMMANDS = {"tm_mark": TRACER.take_mark, "tm_diff": TRACER.diff}
 
 
 def snapshot(version: int) -> Snapshot:
@@ -88,10 +130,73 @@ async def run_bare(sock: socket.socket, out: Any, max_seconds: float, port: int)
     async with serve(handler, sock=sock, compression=None, max_size=64 * 1024, backlog=4096):
         await command_loop(
             out,
-            {"publish": publish, "gc": collect},
+            {"publish": publish, "gc": collect, **TRACE_COMMANDS},
             max_seconds=max_seconds,
             hello={"kind": "bare", "port": port, "channel": CHANNEL},
         )
+
+
+# -- the ASGI floor: an empty Starlette endpoint on the same uvicorn configuration -------------
+
+
+async def run_asgi(sock: socket.socket, out: Any, max_seconds: float, port: int) -> None:
+    """What Starlette on uvicorn costs per connection before the hub adds anything (capacity)."""
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    from liveupdates.hub.app import make_server
+    from liveupdates.settings import load_settings
+
+    subscribed = encode_subscribed(CHANNEL, 1, "bench", False)
+    clients: set[WebSocket] = set()
+
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        clients.add(websocket)
+        try:
+            await websocket.receive_text()
+            await websocket.send_text(subscribed)
+            while True:
+                await websocket.receive_text()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            clients.discard(websocket)
+
+    class NoHub:
+        async def shutdown(self) -> None:
+            pass
+
+    app = Starlette(routes=[WebSocketRoute("/v1/ws", endpoint)])
+    app.state.hub = NoHub()
+    settings = load_settings({})
+    server = make_server(
+        app, settings, host="127.0.0.1", port=port, log_level="warning", backlog=4096
+    )
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if serving.done():
+            serving.result()
+        await asyncio.sleep(0.01)
+
+    async def collect(args: dict[str, Any]) -> dict[str, Any]:
+        gc.collect()
+        return {"clients": len(clients)}
+
+    try:
+        await command_loop(
+            out,
+            {"gc": collect, **TRACE_COMMANDS},
+            max_seconds=max_seconds,
+            hello={"kind": "asgi", "port": port, "channel": CHANNEL},
+        )
+    finally:
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(serving, 20)
+        except (TimeoutError, Exception):
+            serving.cancel()
 
 
 # -- liveupdates: the real app ------------------------------------------------------------------
@@ -156,6 +261,7 @@ async def run_hub(sock: socket.socket, out: Any, max_seconds: float, port: int) 
                 "e2e_setup": e2e.setup,
                 "e2e_poll": e2e.poll,
                 "e2e_republish": e2e.republish,
+                **TRACE_COMMANDS,
             },
             max_seconds=max_seconds,
             hello={"kind": "hub", "port": port, "channel": story_channel(STORY_ID)},
@@ -174,7 +280,7 @@ async def run_hub(sock: socket.socket, out: Any, max_seconds: float, port: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["hub", "bare"])
+    parser.add_argument("kind", choices=["hub", "bare", "asgi"])
     parser.add_argument("--max-seconds", type=float, default=1800)
     args = parser.parse_args()
     out = reply_stream()
@@ -185,6 +291,8 @@ def main() -> None:
     port = sock.getsockname()[1]
     if args.kind == "bare":
         asyncio.run(run_bare(sock, out, args.max_seconds, port))
+    elif args.kind == "asgi":
+        asyncio.run(run_asgi(sock, out, args.max_seconds, port))
     else:
         asyncio.run(run_hub(sock, out, args.max_seconds, port))
 
