@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,7 +173,9 @@ class RedisBus:
     @property
     def reader_name(self) -> str:
         """CLIENT SETNAME of the reader's connection: one per process (see CLIENT LIST)."""
-        return f"lu-bus:{self.store.prefix}{os.getpid()}:{id(self):x}"
+        # CLIENT SETNAME refuses spaces and odd characters, which a key prefix may contain.
+        prefix = re.sub(r"[^A-Za-z0-9:._-]", "_", self.store.prefix)
+        return f"lu-bus:{prefix}{os.getpid()}:{id(self):x}"
 
     # -- subscriptions -----------------------------------------------------------------------------
 
