@@ -247,7 +247,7 @@ async def test_two_web_two_workers_on_redis(
                 await store.forget_channel(channel)
             finally:
                 await store.close()
-            assert await a.closed_with(10) == 4008
+            assert await a.closed_with(10) == 4009
             a = await Client.open(port_a)
             clients.append(a)
             lost = await a.subscribe(channel, since=5, epoch=epoch)

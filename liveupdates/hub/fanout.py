@@ -14,8 +14,15 @@ from collections.abc import Callable
 from liveupdates import metrics
 from liveupdates.bus.base import Bus, HistoryLost, Subscription
 from liveupdates.hub.connection import TOO_SLOW_REASON, Connection
-from liveupdates.hub.protocol import CLOSE_INTERNAL, CLOSE_TOO_SLOW, encode_update, sse_event
+from liveupdates.hub.protocol import (
+    CLOSE_HISTORY_LOST,
+    CLOSE_INTERNAL,
+    CLOSE_TOO_SLOW,
+    encode_update,
+    sse_event,
+)
 
+HISTORY_LOST_REASON = "log history lost; resume with since/epoch for a reset"
 log = logging.getLogger(__name__)
 
 
@@ -123,11 +130,11 @@ class ChannelGroup:
                         metrics.frame_sent(entry.event, sent_ws, sent_sse)
                 return
             except HistoryLost as lost:
-                # This process fell so far behind that the log dropped entries it never sent.
+                # The log was replaced (new epoch) or dropped entries this process never sent.
                 # Members reconnect, resume and get an honest reset.
                 log.warning("fan-out lost history: %s", lost)
                 for member in self.members:
-                    member.conn.close(CLOSE_TOO_SLOW, TOO_SLOW_REASON)
+                    member.conn.close(CLOSE_HISTORY_LOST, HISTORY_LOST_REASON)
             except Exception:
                 # The bus or the store failed under us. A channel that silently stops would be
                 # worse than a reconnect: close its members and let the next join start afresh.

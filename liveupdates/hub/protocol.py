@@ -23,6 +23,7 @@ CLOSE_TOO_BIG = 1009  # a frame far over the limit: refused by the protocol laye
 CLOSE_INTERNAL = 1011  # a server fault (or an unanswered keepalive ping): reconnect and resume
 CLOSE_RESTART = 1012  # server shutting down or restarting: reconnect with backoff, resume
 CLOSE_TOO_SLOW = 4008  # the client did not read fast enough: reconnect and resume with since/epoch
+CLOSE_HISTORY_LOST = 4009  # the channel's log was lost or trimmed under us: resume to get a reset
 
 CHANNEL_KINDS = ("story", "feed")
 MAX_CHANNEL_LENGTH = 512
