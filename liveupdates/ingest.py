@@ -18,7 +18,7 @@ from liveupdates.feeds.fetch import Fetcher, next_fetch_state
 from liveupdates.feeds.normalise import content_hash, normalise_entry
 from liveupdates.feeds.parse import parse_feed
 from liveupdates.feeds.schedule import response_hint
-from liveupdates.models import FeedConfig, FetchState, LogEntry, PollOutcome, Snapshot
+from liveupdates.models import FeedConfig, LogEntry, PollOutcome, Snapshot
 from liveupdates.store.base import Store, VersionConflict
 
 Publish = Callable[[list[LogEntry]], Awaitable[None]]
@@ -66,27 +66,36 @@ class Ingestor:
         try:
             url = resolve_url(feed.url, self.self_url)
         except FeedError as exc:
-            return await self._finish(feed, started, "error", error=str(exc), state=state)
+            await self.store.set_fetch_state(
+                feed.id, replace(state, consecutive_errors=state.consecutive_errors + 1)
+            )
+            return await self._finish(feed, started, "error", error=str(exc))
         result = await self.fetcher.fetch(url, state)
-        await self.store.set_fetch_state(feed.id, next_fetch_state(state, result, now=time.time()))
+        new_state = next_fetch_state(state, result, now=time.time())
+        parsed = None
+        if result.status == "ok" and result.body is not None:
+            parsed = parse_feed(result.body, result.headers, result.url or url)
+            if parsed.error:
+                # Forget the validators: a 304 next time would hide that the feed is still broken.
+                new_state = replace(
+                    new_state,
+                    etag=None,
+                    last_modified=None,
+                    consecutive_errors=state.consecutive_errors + 1,
+                )
+        await self.store.set_fetch_state(feed.id, new_state)
         hint = response_hint(result.headers, result.body) if result.status != "error" else None
-        if result.status != "ok" or result.body is None:
+        if parsed is None or parsed.error:
             report = await self._finish(
                 feed,
                 started,
-                result.status,
+                "error" if parsed is not None else result.status,
                 http_status=result.http_status,
-                error=result.error,
+                error=parsed.error if parsed is not None else result.error,
                 retry_after=result.retry_after_seconds,
             )
             report.hint = hint
             return report
-        parsed = parse_feed(result.body, result.headers, result.url or url)
-        if parsed.error:
-            await self._count_parse_error(feed.id)
-            return await self._finish(
-                feed, started, "error", http_status=result.http_status, error=parsed.error
-            )
         report_events: list[dict[str, Any]] = []
         damped = 0
         snapshots = [s for s in (normalise_entry(e, feed.id) for e in parsed.entries) if s]
@@ -152,11 +161,6 @@ class Ingestor:
         earlier = await self.store.recent_versions(story_id, FLIPFLOP_DEPTH + 1)
         return any(v.content_hash == digest for v in earlier[1:])
 
-    async def _count_parse_error(self, feed_id: str) -> None:
-        state = await self.store.get_fetch_state(feed_id)
-        state.consecutive_errors += 1
-        await self.store.set_fetch_state(feed_id, state)
-
     async def _finish(
         self,
         feed: FeedConfig,
@@ -168,11 +172,7 @@ class Ingestor:
         entries: int = 0,
         events: int = 0,
         retry_after: float | None = None,
-        state: FetchState | None = None,
     ) -> PollReport:
-        if state is not None and status == "error":
-            state.consecutive_errors += 1
-            await self.store.set_fetch_state(feed.id, state)
         outcome = PollOutcome(
             feed_id=feed.id,
             at=utcnow_iso(),

@@ -153,3 +153,17 @@ async def test_not_modified_costs_nothing_and_errors_are_recorded(pipeline: Pipe
     await pipeline.poll(rss([bridge_story()]))
     health = await pipeline.store.feed_health("gazette")
     assert health.fetch.consecutive_errors == 0
+
+
+async def test_a_broken_feed_stays_an_error_even_when_the_server_says_304(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.server.set(PATH, b"<html><body>Maintenance</body></html>", etag=True)
+    for polls in (1, 2):
+        report = await pipeline.ingestor.poll(pipeline.feed)
+        assert report.outcome.status == "error"
+        assert report.outcome.error and report.outcome.error.startswith("not a feed")
+        health = await pipeline.store.feed_health("gazette")
+        assert health is not None and health.fetch.consecutive_errors == polls
+    # The second request carried no validator, so the server could not answer 304.
+    assert "if-none-match" not in pipeline.server.requests(PATH)[-1].headers
