@@ -75,8 +75,40 @@ class Tracer:
         }
 
 
+class GcPauses:
+    """How long the cyclic garbage collector stopped the process, per generation."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._started))
+
+    async def report(self, args: dict[str, Any]) -> dict[str, Any]:
+        pauses, self.pauses = self.pauses, []
+        out: dict[str, Any] = {"objects": len(gc.get_objects())}
+        for gen in (0, 1, 2):
+            times = [t for g, t in pauses if g == gen]
+            out[f"gen{gen}"] = {
+                "count": len(times),
+                "max_ms": max(times) * 1000 if times else 0.0,
+                "total_ms": sum(times) * 1000,
+            }
+        return out
+
+
 TRACER = Tracer()
-TRACE_COMMANDS = {"tm_mark": TRACER.take_mark, "tm_diff": TRACER.diff}
+GC_PAUSES = GcPauses()
+TRACE_COMMANDS = {
+    "tm_mark": TRACER.take_mark,
+    "tm_diff": TRACER.diff,
+    "gc_pauses": GC_PAUSES.report,
+}
 
 
 def snapshot(version: int) -> Snapshot:

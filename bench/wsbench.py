@@ -203,7 +203,9 @@ def e2e_session(n: int, changes: int, interval: float, *, processes: int = 2) ->
                     feeds.set("/live.xml", live_feed(v), etag=True)
                     polls.append(rig.server.call("e2e_poll"))
 
+            rig.server.call("gc_pauses")
             pipeline = rig.measure(changes, run_polls)
+            pipeline["gc"] = rig.server.call("gc_pauses")
             time.sleep(1.0)
             answer: dict[str, Any] = {}
 
@@ -211,6 +213,7 @@ def e2e_session(n: int, changes: int, interval: float, *, processes: int = 2) ->
                 answer.update(rig.server.call("e2e_republish", interval=interval, timeout=600))
 
             alone = rig.measure(changes, republish)
+            alone["gc"] = rig.server.call("gc_pauses")
         finally:
             rig.close()
     stages = [x * 1000 for x in answer.get("pipeline", [])]
