@@ -24,6 +24,7 @@ class Phase:
     count: int  # updates published
     rate: float | None  # updates per second; None: as fast as possible
     size: int = 1000
+    repeat: int = 1  # runs pooled into one figure (totals over totals, latencies pooled)
 
 
 @dataclass
@@ -51,11 +52,18 @@ def server_rss(server: Child, proc: psutil.Process) -> int:
 
 
 def summarise(answers: list[dict[str, Any]], started: float, cpu: float) -> dict[str, Any]:
+    last = max((a["last"] for a in answers if a["last"]), default=started)
+    return pooled([(answers, max(1e-9, last - started), cpu)])
+
+
+def pooled(runs: list[tuple[list[dict[str, Any]], float, float]]) -> dict[str, Any]:
+    """One figure from runs of (client answers, wall seconds, server CPU seconds)."""
+    answers = [a for run in runs for a in run[0]]
+    wall = sum(run[1] for run in runs)
+    cpu = sum(run[2] for run in runs)
     latencies = [x for a in answers for x in a["latencies"]]
     received = sum(a["received"] for a in answers)
     expected = sum(a["expected"] for a in answers)
-    last = max((a["last"] for a in answers if a["last"]), default=started)
-    wall = max(1e-9, last - started)
     closed: dict[str, int] = {}
     for a in answers:
         for code, n in a["closed"].items():
@@ -72,6 +80,7 @@ def summarise(answers: list[dict[str, Any]], started: float, cpu: float) -> dict
         "p99_ms": percentile(latencies, 99) * 1000,
         "max_ms": max(latencies) * 1000 if latencies else 0.0,
         "closed": closed,
+        "runs": len(runs),
     }
 
 
@@ -112,15 +121,23 @@ class Rig:
             "seconds": time.perf_counter() - started,
         }
 
-    def measure(self, per_conn: int, start: Any, timeout: float = 300) -> dict[str, Any]:
-        """Arm the clients for `per_conn` updates each, run `start()`, wait for delivery."""
+    def run_once(
+        self, per_conn: int, start: Any, timeout: float = 300
+    ) -> tuple[list[dict[str, Any]], float, float]:
+        """Arm the clients for `per_conn` updates each, run `start()`, wait for delivery.
+
+        Returns (client answers, wall seconds to the last receipt, server CPU seconds)."""
         call_all(self.loaders, "arm", per_conn=per_conn)
         cpu0 = cpu_seconds(self.proc)
         started = time.time()
         start()
         answers = call_all(self.loaders, "wait", timeout=timeout + 30, timeout_s=timeout)
         cpu = cpu_seconds(self.proc) - cpu0
-        return summarise(answers, started, cpu)
+        last = max((a["last"] for a in answers if a["last"]), default=started)
+        return answers, max(1e-9, last - started), cpu
+
+    def measure(self, per_conn: int, start: Any, timeout: float = 300) -> dict[str, Any]:
+        return pooled([self.run_once(per_conn, start, timeout)])
 
     def close(self) -> None:
         for loader in self.loaders:
@@ -157,7 +174,12 @@ def fanout_session(
                     "publish", timeout=600, count=phase.count, rate=phase.rate, size=phase.size
                 )
 
-            result = rig.measure(phase.count, publish)
+            runs = []
+            for i in range(phase.repeat):
+                if i:
+                    time.sleep(1.0)
+                runs.append(rig.run_once(phase.count, publish))
+            result = pooled(runs)
             result.update(count=phase.count, rate=phase.rate)
             session.phases[phase.name] = result
     finally:
@@ -217,6 +239,7 @@ def e2e_session(n: int, changes: int, interval: float, *, processes: int = 2) ->
         finally:
             rig.close()
     stages = [x * 1000 for x in answer.get("pipeline", [])]
+    parse_ms, normalise_ms = _parse_costs(live_feed(changes))
     return {
         "clients": connected,
         "changes": changes,
@@ -227,4 +250,23 @@ def e2e_session(n: int, changes: int, interval: float, *, processes: int = 2) ->
         "fetch_end_to_publish_ms_p50": percentile(stages, 50),
         "fetch_end_to_publish_ms_p99": percentile(stages, 99),
         "events_per_poll": [p["events"] for p in polls][:3],
+        # In this process, on the last feed body: two stages of what fetch end -> publish holds.
+        "parse_ms_p50": parse_ms,
+        "normalise_ms_p50": normalise_ms,
     }
+
+
+def _parse_costs(body: bytes, repeat: int = 9) -> tuple[float, float]:
+    from liveupdates.feeds.normalise import normalise_entry
+    from liveupdates.feeds.parse import parse_feed
+
+    parse, normalise = [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        parsed = parse_feed(body, {}, "https://gazette.example/live.xml")
+        middle = time.perf_counter()
+        for entry in parsed.entries:
+            normalise_entry(entry, "e2efeed")
+        parse.append((middle - start) * 1000)
+        normalise.append((time.perf_counter() - middle) * 1000)
+    return percentile(parse, 50), percentile(normalise, 50)
