@@ -6,8 +6,9 @@ This is the glue between the stages; each stage's logic lives in its own package
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -16,9 +17,9 @@ from liveupdates import metrics
 from liveupdates.events import channels_for, created_event, updated_event, utcnow_iso
 from liveupdates.feeds.fetch import Fetcher, next_fetch_state
 from liveupdates.feeds.normalise import content_hash, normalise_entry
-from liveupdates.feeds.parse import parse_feed
+from liveupdates.feeds.parse import ParsedFeed, parse_feed
 from liveupdates.feeds.schedule import response_hint
-from liveupdates.models import FeedConfig, LogEntry, PollOutcome, Snapshot
+from liveupdates.models import FeedConfig, FetchState, LogEntry, PollOutcome, Snapshot
 from liveupdates.store.base import Store, VersionConflict
 
 Publish = Callable[[list[LogEntry]], Awaitable[None]]
@@ -34,6 +35,22 @@ class PollReport:
     retry_after: float | None = None
     damped: int = 0  # changes ignored as flip-flops
     hint: float | None = None  # seconds the feed says it stays fresh (ttl, max-age)
+    consecutive_errors: int | None = None  # the feed's count after this poll, as stored
+
+
+def read_feed(
+    body: bytes, headers: Mapping[str, str], url: str, feed_id: str
+) -> tuple[ParsedFeed, list[tuple[Snapshot, str]]]:
+    """Parse a fetched body and normalise its entries: (parsed feed, [(snapshot, content hash)]).
+
+    Pure and CPU-bound (feedparser, HTML to paragraphs, sha256): `Ingestor.poll` runs it in a
+    worker thread so the event loop stays free for fan-out while a feed is read.
+    """
+    parsed = parse_feed(body, headers, url)
+    if parsed.error:
+        return parsed, []
+    snapshots = [s for s in (normalise_entry(e, feed_id) for e in parsed.entries) if s]
+    return parsed, [(snapshot, content_hash(snapshot)) for snapshot in snapshots]
 
 
 def _parse_iso(value: str) -> float:
@@ -66,15 +83,16 @@ class Ingestor:
         try:
             url = resolve_url(feed.url, self.self_url)
         except FeedError as exc:
-            await self.store.set_fetch_state(
-                feed.id, replace(state, consecutive_errors=state.consecutive_errors + 1)
-            )
-            return await self._finish(feed, started, "error", error=str(exc))
+            failed = replace(state, consecutive_errors=state.consecutive_errors + 1)
+            return await self._finish(feed, started, "error", error=str(exc), state=failed)
         result = await self.fetcher.fetch(url, state)
         new_state = next_fetch_state(state, result, now=time.time())
         parsed = None
+        read: list[tuple[Snapshot, str]] = []
         if result.status == "ok" and result.body is not None:
-            parsed = parse_feed(result.body, result.headers, result.url or url)
+            parsed, read = await asyncio.to_thread(
+                read_feed, result.body, result.headers, result.url or url, feed.id
+            )
             if parsed.error:
                 # Forget the validators: a 304 next time would hide that the feed is still broken.
                 new_state = replace(
@@ -83,7 +101,10 @@ class Ingestor:
                     last_modified=None,
                     consecutive_errors=state.consecutive_errors + 1,
                 )
-        await self.store.set_fetch_state(feed.id, new_state)
+        # The fetch state is written with the poll's outcome, once the entries are stored (and
+        # not at all when nothing changed, as on most 304s): a poll that fails half-way keeps the
+        # old validators, so the next poll fetches the change again instead of a 304 hiding it.
+        changed_state = new_state if new_state != state else None
         hint = response_hint(result.headers, result.body) if result.status != "error" else None
         if parsed is None or parsed.error:
             report = await self._finish(
@@ -93,14 +114,22 @@ class Ingestor:
                 http_status=result.http_status,
                 error=parsed.error if parsed is not None else result.error,
                 retry_after=result.retry_after_seconds,
+                state=changed_state,
+                errors=new_state.consecutive_errors,
             )
             report.hint = hint
             return report
         report_events: list[dict[str, Any]] = []
         damped = 0
-        snapshots = [s for s in (normalise_entry(e, feed.id) for e in parsed.entries) if s]
-        for snapshot in snapshots:
-            entries, was_damped = await self.ingest(snapshot)
+        # One read for the whole feed: entries whose text the store already has as their story's
+        # latest version (most of them, on most polls) need no identity lookup and no compare.
+        stored = await self.store.latest_hashes(feed.id, [s.id for s, _ in read]) if read else {}
+        touched: set[str] = set()  # stories written in this poll: `stored` is stale for them
+        for snapshot, digest in read:
+            if snapshot.id not in touched and stored.get(snapshot.id) == digest:
+                continue
+            entries, was_damped, story = await self._ingest(snapshot, digest)
+            touched.update((snapshot.id, story))
             damped += was_damped
             # Each event goes to several channels; report it once.
             report_events.extend(e.event for e in entries if e.channel.startswith("story:"))
@@ -111,24 +140,38 @@ class Ingestor:
             http_status=result.http_status,
             entries=len(parsed.entries),
             events=len(report_events),
+            state=changed_state,
+            errors=new_state.consecutive_errors,
         )
         report.events = report_events
         report.damped = damped
         report.hint = hint
         return report
 
-    async def ingest(self, snapshot: Snapshot) -> tuple[list[LogEntry], bool]:
-        """Store `snapshot` if a reader would see a difference. Returns (entries, damped)."""
+    async def ingest(
+        self, snapshot: Snapshot, digest: str | None = None
+    ) -> tuple[list[LogEntry], bool]:
+        """Store `snapshot` if a reader would see a difference. Returns (entries, damped).
+
+        `digest` is the snapshot's content_hash, when the caller has it already."""
+        entries, damped, _ = await self._ingest(snapshot, digest)
+        return entries, damped
+
+    async def _ingest(
+        self, snapshot: Snapshot, digest: str | None
+    ) -> tuple[list[LogEntry], bool, str]:
+        """`ingest`, also returning the id of the story the snapshot was matched to."""
         known = await self.store.find_story_id(snapshot.feed, snapshot.guid, snapshot.url)
         if known and known != snapshot.id:
             # The feed rewrote the guid or the link: it is still the story we know.
             snapshot = replace(snapshot, id=known)
-        digest = content_hash(snapshot)
+        if digest is None:
+            digest = content_hash(snapshot)  # the id is not part of the hash
         latest = await self.store.latest(snapshot.id)
         if latest is not None and latest.content_hash == digest:
-            return [], False
+            return [], False, snapshot.id
         if latest is not None and await self._is_flipflop(snapshot.id, digest, latest.at):
-            return [], True
+            return [], True, snapshot.id
         if latest is None:
             event = created_event(snapshot)
             expected = 0
@@ -141,11 +184,11 @@ class Ingestor:
             )
         except VersionConflict:
             # Another poller stored this change first; it has published it too.
-            return [], False
+            return [], False, snapshot.id
         metrics.updates_published(sum(1 for e in entries if e.channel.startswith("story:")))
         if self.publish is not None and entries:
             await self.publish(entries)
-        return entries, False
+        return entries, False, snapshot.id
 
     async def _is_flipflop(self, story_id: str, digest: str, latest_at: str) -> bool:
         """A return to an earlier text soon after a change is cache churn, not news.
@@ -172,7 +215,10 @@ class Ingestor:
         entries: int = 0,
         events: int = 0,
         retry_after: float | None = None,
+        state: FetchState | None = None,
+        errors: int | None = None,
     ) -> PollReport:
+        """Record the outcome, and `state` (the feed's new fetch state) with it if given."""
         outcome = PollOutcome(
             feed_id=feed.id,
             at=utcnow_iso(),
@@ -183,9 +229,11 @@ class Ingestor:
             events=events,
             duration_ms=round((time.monotonic() - started) * 1000, 2),
         )
-        await self.store.record_poll(outcome)
+        await self.store.record_poll(outcome, state)
         metrics.observe_poll(outcome.status, outcome.duration_ms / 1000)
-        return PollReport(outcome=outcome, retry_after=retry_after)
+        if errors is None and state is not None:
+            errors = state.consecutive_errors
+        return PollReport(outcome=outcome, retry_after=retry_after, consecutive_errors=errors)
 
 
 async def poll_all(ingestor: Ingestor, feeds: Sequence[FeedConfig]) -> list[PollReport]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,3 +168,92 @@ async def test_a_broken_feed_stays_an_error_even_when_the_server_says_304(
         assert health is not None and health.fetch.consecutive_errors == polls
     # The second request carried no validator, so the server could not answer 304.
     assert "if-none-match" not in pipeline.server.requests(PATH)[-1].headers
+
+
+class CountingStore:
+    """Delegates to a store, recording every call by name (and failing appends when told to)."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self.calls: list[str] = []
+        self.fail_appends = False
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._store, name)
+        if not callable(target):
+            return target
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            with_state = name == "record_poll" and (args[1:2] or [None])[0] is not None
+            self.calls.append(f"{name}+state" if with_state else name)
+            if name == "append_version" and self.fail_appends:
+                raise RuntimeError("store outage")
+            return await target(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture
+async def counted(pipeline: Pipeline) -> CountingStore:
+    counting = CountingStore(pipeline.store)  # type: ignore[arg-type]
+    pipeline.ingestor.store = counting  # type: ignore[assignment]
+    return counting
+
+
+async def test_an_unchanged_feed_is_one_store_read_and_a_304_one_write(
+    pipeline: Pipeline, counted: CountingStore
+) -> None:
+    other = bridge_story(guid="harbour-gazette-7", link="https://gazette.example/news/other")
+    assert len(await pipeline.poll(rss([bridge_story(), other]))) == 2
+    # The same text again with a 200: one read for the whole feed, no lookups per story.
+    counted.calls.clear()
+    assert await pipeline.poll(rss([bridge_story(), other])) == []
+    assert counted.calls == ["get_fetch_state", "latest_hashes", "record_poll"]
+    # One story changed: only that one goes through identity, compare and append.
+    counted.calls.clear()
+    edited = other.with_(title="Another story, edited")
+    [event] = await pipeline.poll(rss([bridge_story(), edited]), etag=True)
+    assert event["story"]["version"] == 2
+    assert counted.calls == [
+        "get_fetch_state",
+        "latest_hashes",
+        "find_story_id",
+        "latest",
+        "recent_versions",  # changed within the flip-flop window: was it a return to before?
+        "append_version",
+        "record_poll+state",  # the new etag, written with the outcome
+    ]
+    # A 304 leaves the fetch state as it is: the outcome is its only write.
+    counted.calls.clear()
+    report = await pipeline.ingestor.poll(pipeline.feed)
+    assert report.outcome.status == "not_modified" and report.consecutive_errors == 0
+    assert counted.calls == ["get_fetch_state", "record_poll"]
+
+
+async def test_an_entry_twice_in_one_feed_is_compared_with_what_the_poll_wrote(
+    pipeline: Pipeline, counted: CountingStore
+) -> None:
+    pipeline.ingestor.flipflop_window = 0
+    a = bridge_story()
+    b = bridge_story(title="Saltmarsh Bridge reopens after repairs")
+    await pipeline.poll(rss([a]))
+    # b then a under the same guid: b is a change, and a is then a change back from b.
+    events = await pipeline.poll(rss([b, a]))
+    assert [e["story"]["version"] for e in events] == [2, 3]
+
+
+async def test_a_poll_that_fails_half_way_keeps_the_old_validators(
+    pipeline: Pipeline, counted: CountingStore
+) -> None:
+    await pipeline.poll(rss([bridge_story()]), etag=True)
+    before = await pipeline.store.get_fetch_state("gazette")
+    edited = bridge_story(title="Saltmarsh Bridge reopens to traffic")
+    pipeline.server.set(PATH, rss([edited]), etag=True)
+    counted.fail_appends = True
+    with pytest.raises(RuntimeError, match="store outage"):
+        await pipeline.ingestor.poll(pipeline.feed)
+    assert await pipeline.store.get_fetch_state("gazette") == before
+    # So the next poll fetches the change again rather than being told 304.
+    counted.fail_appends = False
+    [event] = await pipeline.poll(rss([edited]), etag=True)
+    assert event["story"]["version"] == 2

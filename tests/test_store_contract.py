@@ -221,6 +221,31 @@ async def test_record_poll_and_feed_health(store: Store) -> None:
     assert health.stories == 2
 
 
+async def test_record_poll_can_write_the_fetch_state_with_it(store: Store) -> None:
+    await store.upsert_feed(FeedConfig(id="f1", url="https://one.example/feed"))
+    state = FetchState(etag='"v1"', last_modified="Mon, 03 Feb 2031 08:00:00 GMT")
+    ok = PollOutcome("f1", "2031-02-03T08:00:00Z", "ok", http_status=200, entries=1)
+    await store.record_poll(ok, state)
+    health = await store.feed_health("f1")
+    assert health is not None and health.last_poll == ok and health.fetch == state
+
+    # Without a fetch state, the stored one is left as it is.
+    same = PollOutcome("f1", "2031-02-03T08:01:00Z", "not_modified", http_status=304)
+    await store.record_poll(same)
+    assert await store.get_fetch_state("f1") == state
+
+    failed = FetchState(etag=None, consecutive_errors=1)
+    bad = PollOutcome("f1", "2031-02-03T08:02:00Z", "error", error="not a feed: empty body")
+    await store.record_poll(bad, failed)
+    health = await store.feed_health("f1")
+    assert health is not None
+    assert (health.last_poll, health.last_error, health.fetch) == (
+        bad,
+        "not a feed: empty body",
+        failed,
+    )
+
+
 # -- versions and logs ---------------------------------------------------------------------------
 
 
@@ -332,6 +357,22 @@ async def test_version_reads(store: Store) -> None:
     assert [(v.version, v.snapshot) for v in recent] == [(3, versions[2]), (2, versions[1])]
     assert [v.version for v in await store.recent_versions("s1", 10)] == [3, 2, 1]
     assert await store.recent_versions("missing", 5) == []
+
+
+async def test_latest_hashes_of_a_feeds_stories(store: Store) -> None:
+    assert await store.latest_hashes("harbour-gazette", []) == {}
+    assert await store.latest_hashes("harbour-gazette", ["s1", "s2"]) == {}
+    await add(store, snap("s1"), 0)
+    await add(store, snap("s2"), 0)
+    await add(store, snap("s1", title="Two"), 1)
+    await add(store, snap("elsewhere", feed="other-feed"), 0)
+    got = await store.latest_hashes("harbour-gazette", ["s1", "s2", "missing", "s1", "elsewhere"])
+    assert got == {"s1": "hash-s1-2", "s2": "hash-s2-1"}  # latest versions, this feed only
+    assert await store.latest_hashes("other-feed", ["elsewhere"]) == {
+        "elsewhere": "hash-elsewhere-1"
+    }
+    many = [f"n{i}" for i in range(1200)]  # more ids than one SQL statement may bind
+    assert await store.latest_hashes("harbour-gazette", [*many, "s2"]) == {"s2": "hash-s2-1"}
 
 
 async def test_story_by_url_follows_the_latest_url(store: Store) -> None:

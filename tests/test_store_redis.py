@@ -238,3 +238,20 @@ async def test_a_lost_story_mapping_is_restored_by_the_next_append(
         assert [e.seq for e in await other.read_log(story_channel("s1"), 0, 10)] == [1, 2]
     finally:
         await other.close()
+
+
+async def test_latest_hashes_reads_the_version_when_the_hash_field_is_missing_or_stale(
+    store: RedisStore, client: aioredis.Redis, redis_prefix: str
+) -> None:
+    for name in ("s1", "s2", "s3"):
+        await store.append_version(snap(name), f"h-{name}-1", 0, [], [])
+    await store.append_version(snap("s2", title="Two"), "h-s2-2", 1, [], [])
+    key = f"{redis_prefix}{{feed:valley-post}}:story:"
+    # As written by a process from before the field existed: none, or one a version behind.
+    await client.hdel(key + "s1", "hash")
+    await client.hset(key + "s2", "hash", "1 h-s2-1")
+    assert await store.latest_hashes("valley-post", ["s1", "s2", "s3", "s4"]) == {
+        "s1": "h-s1-1",
+        "s2": "h-s2-2",
+        "s3": "h-s3-1",
+    }

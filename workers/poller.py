@@ -273,8 +273,9 @@ class FeedScheduler:
         if report is None:
             errors, events, retry_after, hint = 1, 0, None, None
         else:
-            state = await self.ingestor.store.get_fetch_state(feed.id)
-            errors = state.consecutive_errors
+            errors = report.consecutive_errors
+            if errors is None:  # not reported: ask the store
+                errors = (await self.ingestor.store.get_fetch_state(feed.id)).consecutive_errors
             events, retry_after, hint = report.outcome.events, report.retry_after, report.hint
         plan = plan_next_poll(
             interval=feed.interval_seconds,

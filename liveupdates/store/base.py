@@ -6,6 +6,7 @@ pipeline and the hub never need to know which one they talk to.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -55,8 +56,14 @@ class Store(Protocol):
 
     async def set_fetch_state(self, feed_id: str, state: FetchState) -> None: ...
 
-    async def record_poll(self, outcome: PollOutcome) -> None:
-        """Keep the latest outcome and, for errors, the last error text."""
+    async def record_poll(
+        self, outcome: PollOutcome, fetch_state: FetchState | None = None
+    ) -> None:
+        """Keep the latest outcome and, for errors, the last error text.
+
+        With `fetch_state`, also store it as the feed's fetch state (as set_fetch_state would),
+        in the same atomic write: a poll ends with one write, not two.
+        """
         ...
 
     async def feed_health(self, feed_id: str) -> FeedHealth | None: ...
@@ -81,6 +88,11 @@ class Store(Protocol):
         ...
 
     async def latest(self, story_id: str) -> StoredVersion | None: ...
+
+    async def latest_hashes(self, feed_id: str, story_ids: Sequence[str]) -> dict[str, str]:
+        """story id -> content hash of its latest version, for those of `story_ids` that are
+        stories of this feed; unknown ids are left out. One read, however many ids."""
+        ...
 
     async def get_version(self, story_id: str, version: int) -> StoredVersion | None: ...
 

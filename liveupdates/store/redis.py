@@ -20,7 +20,8 @@ Per feed, all under the feed's hash tag T so they live in one Cluster slot:
     P T:clock                   str   counter ordering changes within the feed
     P T:guids                   hash  guid (of any version) -> story id
     P T:urls                    hash  latest url -> story id
-    P T:story:<story id>        hash  latest (int), url, cur (latest version JSON), v:<n> (JSON)
+    P T:story:<story id>        hash  latest (int), url, cur (latest version JSON), v:<n> (JSON),
+                                      hash ("<latest> <content hash>", so a cheap read can check it)
     P T:ch:<channel>            hash  seq (last seq handed out), epoch
     P T:log:<channel>           stream, entry id "<seq>-0", field e = event JSON
 
@@ -53,6 +54,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -102,7 +104,8 @@ _APPEND = (
     + """
 -- KEYS: 1 story hash, 2 stories zset, 3 clock, 4 guids, 5 urls, then per channel: hash, stream
 -- ARGV: 1 expected, 2 version JSON, 3 story id, 4 guid or '', 5 url, 6 retention (0 = none),
---       7 fresh epoch, 8 number of events, then the events, then one initial epoch per channel
+--       7 fresh epoch, 8 number of events, then the events, then one initial epoch per channel,
+--       then the content hash
 local latest = tonumber(redis.call('HGET', KEYS[1], 'latest') or '0')
 if latest ~= tonumber(ARGV[1]) then
   return {0, latest}
@@ -113,9 +116,11 @@ local url = ARGV[5]
 local retention = tonumber(ARGV[6])
 local nev = tonumber(ARGV[8])
 local nch = (#KEYS - 5) / 2
+local chash = ARGV[9 + nev + nch]
 
 local old_url = redis.call('HGET', KEYS[1], 'url')
-redis.call('HSET', KEYS[1], 'latest', version, 'url', url, 'cur', ARGV[2], 'v:' .. version, ARGV[2])
+redis.call('HSET', KEYS[1], 'latest', version, 'url', url, 'cur', ARGV[2], 'v:' .. version, ARGV[2],
+           'hash', version .. ' ' .. chash)
 if old_url and old_url ~= url and redis.call('HGET', KEYS[5], old_url) == sid then
   redis.call('HDEL', KEYS[5], old_url)
 end
@@ -309,14 +314,24 @@ class RedisStore:
     async def set_fetch_state(self, feed_id: str, state: FetchState) -> None:
         await self.client.set(self._feed_key(feed_id, "fetch"), json.dumps(asdict(state)))
 
-    async def record_poll(self, outcome: PollOutcome) -> None:
+    async def record_poll(
+        self, outcome: PollOutcome, fetch_state: FetchState | None = None
+    ) -> None:
         mapping = {"outcome": json.dumps(asdict(outcome), ensure_ascii=False)}
         if outcome.status == "error":
             # Same rule as SQLite: only errors replace the last error, so it outlives a success.
             mapping["error"] = outcome.error or (
                 f"HTTP {outcome.http_status}" if outcome.http_status else "error"
             )
-        await self.client.hset(self._feed_key(outcome.feed_id, "poll"), mapping=mapping)
+        poll_key = self._feed_key(outcome.feed_id, "poll")
+        if fetch_state is None:
+            await self.client.hset(poll_key, mapping=mapping)
+            return
+        # Both keys carry the feed's hash tag: one MULTI/EXEC in one round trip, Cluster-safe.
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(poll_key, mapping=mapping)
+            pipe.set(self._feed_key(outcome.feed_id, "fetch"), json.dumps(asdict(fetch_state)))
+            await pipe.execute()
 
     async def feed_health(self, feed_id: str) -> FeedHealth | None:
         async with self.client.pipeline(transaction=False) as pipe:
@@ -376,6 +391,39 @@ class RedisStore:
         key = await self._story_key(story_id)
         raw = None if key is None else await self.client.hget(key, "cur")
         return _version_from_json(raw) if raw is not None else None
+
+    async def latest_hashes(self, feed_id: str, story_ids: Sequence[str]) -> dict[str, str]:
+        ids = list(dict.fromkeys(story_ids))
+        if not ids:
+            return {}
+        # A story's keys live under its feed's tag (story ids are derived from the feed id); a
+        # story filed under another feed is simply not found here, like an unknown one.
+        keys = [self._feed_key(feed_id, f"story:{sid}") for sid in ids]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hmget(key, ["latest", "hash"])
+            rows = await pipe.execute()
+        found: dict[str, str] = {}
+        stale: list[tuple[str, str]] = []
+        for sid, key, (latest, tagged) in zip(ids, keys, rows, strict=True):
+            if latest is None:
+                continue
+            version, _, digest = (_str(tagged) or "").partition(" ")
+            if version == _str(latest) and digest:
+                found[sid] = digest
+            else:
+                # Written before the hash field existed (or by an older process): read the
+                # version itself.
+                stale.append((sid, key))
+        if stale:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for _, key in stale:
+                    pipe.hget(key, "cur")
+                raws = await pipe.execute()
+            for (sid, _), raw in zip(stale, raws, strict=True):
+                if raw is not None:
+                    found[sid] = _version_from_json(raw).content_hash
+        return found
 
     async def get_version(self, story_id: str, version: int) -> StoredVersion | None:
         key = await self._story_key(story_id)
@@ -477,6 +525,7 @@ class RedisStore:
             len(bodies),
             *bodies,
             *initial_epochs,
+            content_hash,
         ]
         result = await self._append_script(keys=keys, args=args)
         if int(result[0]) != 1:

@@ -23,7 +23,7 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +43,9 @@ from liveupdates.store.base import LogBounds, VersionConflict
 T = TypeVar("T")
 
 MEMORY = ":memory:"
+
+# Ids per `IN (...)` list: well under SQLite's smallest limit on bound parameters (999).
+_IN_CHUNK = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -265,21 +268,32 @@ class SQLiteStore:
             )
         )
 
-    async def record_poll(self, outcome: PollOutcome) -> None:
+    async def record_poll(
+        self, outcome: PollOutcome, fetch_state: FetchState | None = None
+    ) -> None:
         data = json.dumps(asdict(outcome), ensure_ascii=False)
+        state = json.dumps(asdict(fetch_state)) if fetch_state is not None else None
         # Only an error replaces last_error: ops want to see the last failure even after a
         # success, next to the success itself.
         error = outcome.error if outcome.status == "error" else None
         if outcome.status == "error" and not error:
             error = f"HTTP {outcome.http_status}" if outcome.http_status else "error"
-        await self._run_write(
-            lambda c: c.execute(
+
+        def write(c: sqlite3.Connection) -> None:
+            c.execute(
                 "INSERT INTO polls (feed_id, outcome, last_error) VALUES (?, ?, ?)"
                 " ON CONFLICT (feed_id) DO UPDATE SET outcome = excluded.outcome,"
                 " last_error = COALESCE(excluded.last_error, polls.last_error)",
                 (outcome.feed_id, data, error),
             )
-        )
+            if state is not None:
+                c.execute(
+                    "INSERT INTO fetch_state (feed_id, state) VALUES (?, ?)"
+                    " ON CONFLICT (feed_id) DO UPDATE SET state = excluded.state",
+                    (outcome.feed_id, state),
+                )
+
+        await self._run_write(write)
 
     async def feed_health(self, feed_id: str) -> FeedHealth | None:
         def read(c: sqlite3.Connection) -> FeedHealth | None:
@@ -378,6 +392,28 @@ class SQLiteStore:
             ).fetchone()
         )
         return self._version(row) if row else None
+
+    async def latest_hashes(self, feed_id: str, story_ids: Sequence[str]) -> dict[str, str]:
+        ids = list(dict.fromkeys(story_ids))
+        if not ids:
+            return {}
+
+        def read(c: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            # Chunked: SQLite caps the number of bound parameters per statement.
+            for i in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[i : i + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = c.execute(
+                    "SELECT s.id, v.content_hash FROM stories s"
+                    " JOIN versions v ON v.story_id = s.id AND v.version = s.latest"
+                    f" WHERE s.feed_id = ? AND s.id IN ({marks})",
+                    (feed_id, *chunk),
+                ).fetchall()
+                found.update(rows)
+            return found
+
+        return await self._run_read(read)
 
     async def get_version(self, story_id: str, version: int) -> StoredVersion | None:
         row = await self._run(
