@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -24,14 +26,20 @@ from liveupdates.models import (
     feed_channel,
     story_channel,
 )
+from liveupdates.store import open_store
 from liveupdates.store.base import LogBounds, Store, VersionConflict
 from liveupdates.store.redis import RedisStore
 from liveupdates.store.sqlite import SQLiteStore
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # -- backends --------------------------------------------------------------------------------------
 
 
 class Backend(Protocol):
+    target: str  # what `open_store` opens in another process
+    prefix: str  # open_store's `prefix` (only Redis uses it)
+
     def open(self, *, log_retention: int | None = None) -> Store:
         """A new store object on this backend's shared data (a second process would see the same)."""
         ...
@@ -44,6 +52,7 @@ class Backend(Protocol):
 class SQLiteBackend:
     def __init__(self, request: pytest.FixtureRequest, tmp_path: Path) -> None:
         self.path = tmp_path / "nested" / "dir" / "store.sqlite3"
+        self.target, self.prefix = str(self.path), ""
 
     def open(self, *, log_retention: int | None = None) -> Store:
         return SQLiteStore(self.path, log_retention=log_retention)
@@ -61,6 +70,7 @@ class RedisBackend:
         # Looked up lazily so SQLite-only runs (-k sqlite) never need a Redis.
         self.url: str = request.getfixturevalue("redis_url")
         self.prefix: str = request.getfixturevalue("redis_prefix")
+        self.target = self.url
 
     def open(self, *, log_retention: int | None = None) -> Store:
         return RedisStore(self.url, prefix=self.prefix, log_retention=log_retention)
@@ -140,6 +150,18 @@ async def add(store: Store, s: Snapshot, expected: int, n: int = 1) -> list[LogE
     kind = "created" if expected == 0 else "updated"
     events = [event(kind, s.id, i) for i in range(n)]
     return await store.append_version(s, f"hash-{s.id}-{expected + 1}", expected, events, chans(s))
+
+
+async def append_with_retry(store: Store, story: str, event: dict[str, Any]) -> list[LogEntry]:
+    """What a poller does: read the latest, append on top, re-read on conflict."""
+    while True:
+        latest = await store.latest(story)
+        expected = latest.version if latest else 0
+        s = snap(story, title=f"v{expected + 1}")
+        try:
+            return await store.append_version(s, f"h{expected + 1}", expected, [event], chans(s))
+        except VersionConflict:
+            await asyncio.sleep(0)
 
 
 # -- feeds -----------------------------------------------------------------------------------------
@@ -341,6 +363,53 @@ async def test_concurrent_appenders_on_two_stores_exactly_one_wins(backend: Open
         assert sum(isinstance(r, VersionConflict) for r in results) == 1, results
     feed_log = await second.read_log(feed_channel("harbour-gazette"), 0, 100)
     assert [e.seq for e in feed_log] == [1, 2, 3, 4, 5]
+
+
+def worker(target: str, prefix: str, name: str, count: int) -> None:
+    """Run in a child process: append `count` events to the shared story and a private one."""
+
+    async def main() -> None:
+        store = open_store(target, prefix=prefix)
+        try:
+            for i in range(count):
+                await append_with_retry(store, "shared", {"worker": name, "i": i})
+                await append_with_retry(store, f"own-{name}", {"worker": name, "i": i})
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+async def test_several_processes_append_without_gaps(backend: Opened) -> None:
+    names, count = ["w1", "w2", "w3", "w4"], 20
+    target, prefix = backend.backend.target, backend.backend.prefix
+    code = (
+        "import sys; from tests.test_store_contract import worker;"
+        "worker(*sys.argv[1:4], int(sys.argv[4]))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, target, prefix, n, str(count)], cwd=ROOT)
+        for n in names
+    ]
+    codes = await asyncio.to_thread(lambda: [p.wait(timeout=120) for p in procs])
+    assert codes == [0] * len(names)
+
+    store = backend.open()
+    total = len(names) * count
+    latest = await store.latest("shared")
+    assert latest is not None and latest.version == total
+    shared = await store.read_log(story_channel("shared"), 0, 1000)
+    assert [e.seq for e in shared] == list(range(1, total + 1))
+    # Every append landed exactly once, and each worker's own order is kept.
+    by_worker: dict[str, list[int]] = {}
+    for e in shared:
+        by_worker.setdefault(e.event["worker"], []).append(e.event["i"])
+    assert by_worker == {n: list(range(count)) for n in names}
+    feed_log = await store.read_log(feed_channel("harbour-gazette"), 0, 1000)
+    assert [e.seq for e in feed_log] == list(range(1, 2 * total + 1))
+    for n in names:
+        own = await store.read_log(story_channel(f"own-{n}"), 0, 100)
+        assert [e.seq for e in own] == list(range(1, count + 1))
 
 
 async def test_version_reads(store: Store) -> None:

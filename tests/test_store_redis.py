@@ -1,15 +1,11 @@
-"""Redis-only behaviour: key layout and hash slots, loss detection, retention, many processes.
+"""Redis-only behaviour: key layout and hash slots, loss detection, retention.
 
 Everything a Store must do is in test_store_contract.py; this file covers what only Redis has.
 """
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -18,9 +14,6 @@ from redis.crc import key_slot
 from liveupdates.models import LogEntry, Snapshot, feed_channel, story_channel
 from liveupdates.store.base import VersionConflict
 from liveupdates.store.redis import RedisStore
-from tests.test_store_sqlite import append_with_retry
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def snap(story: str, title: str = "Tram line extended", feed: str = "valley-post") -> Snapshot:
@@ -175,53 +168,6 @@ async def test_a_retried_append_is_not_applied_twice(store: RedisStore) -> None:
     with pytest.raises(VersionConflict):
         await store.append_version(s, "h", 0, [{"n": 1}], chans(s))
     assert (await store.log_bounds(story_channel("s1"))).last == 1
-
-
-def worker(url: str, prefix: str, name: str, count: int) -> None:
-    """Run in a child process: append `count` events to the shared story and a private one."""
-
-    async def main() -> None:
-        store = RedisStore(url, prefix=prefix)
-        try:
-            for i in range(count):
-                await append_with_retry(store, "shared", {"worker": name, "i": i})
-                await append_with_retry(store, f"own-{name}", {"worker": name, "i": i})
-        finally:
-            await store.close()
-
-    asyncio.run(main())
-
-
-async def test_several_processes_append_without_gaps(redis_url: str, redis_prefix: str) -> None:
-    names, count = ["w1", "w2", "w3", "w4"], 20
-    code = (
-        "import sys; from tests.test_store_redis import worker;"
-        "worker(*sys.argv[1:4], int(sys.argv[4]))"
-    )
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, redis_url, redis_prefix, n, str(count)], cwd=ROOT
-        )
-        for n in names
-    ]
-    codes = await asyncio.to_thread(lambda: [p.wait(timeout=120) for p in procs])
-    assert codes == [0] * len(names)
-
-    store = RedisStore(redis_url, prefix=redis_prefix)
-    try:
-        total = len(names) * count
-        latest = await store.latest("shared")
-        assert latest is not None and latest.version == total
-        shared = await store.read_log(story_channel("shared"), 0, 1000)
-        assert [e.seq for e in shared] == list(range(1, total + 1))
-        by_worker: dict[str, list[int]] = {}
-        for e in shared:
-            by_worker.setdefault(e.event["worker"], []).append(e.event["i"])
-        assert by_worker == {n: list(range(count)) for n in names}
-        feed_log = await store.read_log(feed_channel("cove-courier"), 0, 1000)
-        assert [e.seq for e in feed_log] == list(range(1, 2 * total + 1))
-    finally:
-        await store.close()
 
 
 async def test_a_lost_story_mapping_is_restored_by_the_next_append(

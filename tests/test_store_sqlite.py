@@ -1,11 +1,10 @@
-"""SQLite-only behaviour: file setup, several processes on one file, open_store dispatch.
+"""SQLite-only behaviour: file setup, processes creating one file, open_store dispatch.
 
 Everything a Store must do is in test_store_contract.py; this file covers what only SQLite has.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import subprocess
@@ -14,56 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from liveupdates.models import LogEntry, Snapshot, feed_channel, story_channel
+from liveupdates.models import LogEntry, Snapshot
 from liveupdates.store import RedisStore, SQLiteStore, open_store
-from liveupdates.store.base import Store, VersionConflict
+from liveupdates.store.base import VersionConflict
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def snap(story: str, title: str = "Lighthouse reopens", feed: str = "cove-courier") -> Snapshot:
     return Snapshot(id=story, feed=feed, url=f"https://cove.example/{story}", title=title)
-
-
-async def append_with_retry(store: Store, story: str, event: dict[str, object]) -> list[LogEntry]:
-    """What a poller does: read the latest, append on top, re-read on conflict."""
-    while True:
-        latest = await store.latest(story)
-        expected = latest.version if latest else 0
-        s = snap(story, title=f"v{expected + 1}")
-        try:
-            return await store.append_version(
-                s,
-                f"h{expected + 1}",
-                expected,
-                [event],
-                [story_channel(story), feed_channel(s.feed)],
-            )
-        except VersionConflict:
-            await asyncio.sleep(0)
-
-
-def worker(path: str, name: str, count: int) -> None:
-    """Run in a child process: append `count` events to the shared story and a private one."""
-
-    async def main() -> None:
-        store = SQLiteStore(path, busy_timeout=30)
-        try:
-            for i in range(count):
-                await append_with_retry(store, "shared", {"worker": name, "i": i})
-                await append_with_retry(store, f"own-{name}", {"worker": name, "i": i})
-        finally:
-            await store.close()
-
-    asyncio.run(main())
-
-
-def start_workers(path: Path, names: list[str], count: int) -> list[subprocess.Popen[bytes]]:
-    code = "import sys; from tests.test_store_sqlite import worker; worker(*sys.argv[1:3], int(sys.argv[3]))"
-    return [
-        subprocess.Popen([sys.executable, "-c", code, str(path), name, str(count)], cwd=ROOT)
-        for name in names
-    ]
 
 
 async def test_file_setup_wal_and_directories(tmp_path: Path) -> None:
@@ -110,35 +68,6 @@ async def test_retention_can_change_between_opens(tmp_path: Path) -> None:
         await trimmed.close()
     with pytest.raises(ValueError):
         SQLiteStore(path, log_retention=0)
-
-
-async def test_several_processes_share_one_file_without_gaps(tmp_path: Path) -> None:
-    path = tmp_path / "shared.db"
-    names, count = ["w1", "w2", "w3", "w4"], 15
-    procs = start_workers(path, names, count)
-    codes = await asyncio.to_thread(lambda: [p.wait(timeout=120) for p in procs])
-    assert codes == [0] * len(names)
-
-    store = SQLiteStore(path)
-    try:
-        total = len(names) * count
-        latest = await store.latest("shared")
-        assert latest is not None and latest.version == total
-        shared = await store.read_log(story_channel("shared"), 0, 1000)
-        assert [e.seq for e in shared] == list(range(1, total + 1))
-        # Every append landed exactly once, and each worker's own order is kept.
-        by_worker: dict[str, list[int]] = {}
-        for e in shared:
-            by_worker.setdefault(e.event["worker"], []).append(e.event["i"])
-        assert by_worker == {n: list(range(count)) for n in names}
-        feed_log = await store.read_log(feed_channel("cove-courier"), 0, 1000)
-        assert [e.seq for e in feed_log] == list(range(1, 2 * total + 1))
-        for n in names:
-            assert [e.seq for e in await store.read_log(f"story:own-{n}", 0, 100)] == list(
-                range(1, count + 1)
-            )
-    finally:
-        await store.close()
 
 
 def test_processes_creating_the_same_file_agree_on_the_epoch(tmp_path: Path) -> None:
