@@ -39,6 +39,13 @@ class VersionConflict(Exception):
     """append_version was told to build on a version that is no longer the latest."""
 
 
+def error_text(outcome: PollOutcome) -> str | None:
+    """The last-error text record_poll keeps for this outcome; None when it is not an error."""
+    if outcome.status != "error":
+        return None
+    return outcome.error or (f"HTTP {outcome.http_status}" if outcome.http_status else "error")
+
+
 @runtime_checkable
 class Store(Protocol):
     # -- feeds -------------------------------------------------------------------------------
@@ -59,9 +66,10 @@ class Store(Protocol):
     async def record_poll(
         self, outcome: PollOutcome, fetch_state: FetchState | None = None
     ) -> None:
-        """Keep the latest outcome and, for errors, the last error text.
+        """Keep the latest outcome and, for errors, the last error text (`error_text(outcome)`).
 
-        With `fetch_state`, also store it as the feed's fetch state (as set_fetch_state would),
+        Only an error replaces the last error text: ops see the last failure even after a later
+        success, next to the success itself. With `fetch_state`, also store it as the feed's fetch state (as set_fetch_state would),
         in the same atomic write: a poll ends with one write, not two.
         """
         ...

@@ -69,7 +69,7 @@ from liveupdates.models import (
     Snapshot,
     StoredVersion,
 )
-from liveupdates.store.base import LogBounds, VersionConflict
+from liveupdates.store.base import LogBounds, VersionConflict, error_text
 from liveupdates.store.sqlite import dump_event, snapshot_to_json, unique_channels, utc_now_iso
 
 # How long a provisional epoch (looked at, never appended to) is kept.
@@ -318,11 +318,9 @@ class RedisStore:
         self, outcome: PollOutcome, fetch_state: FetchState | None = None
     ) -> None:
         mapping = {"outcome": json.dumps(asdict(outcome), ensure_ascii=False)}
-        if outcome.status == "error":
-            # Same rule as SQLite: only errors replace the last error, so it outlives a success.
-            mapping["error"] = outcome.error or (
-                f"HTTP {outcome.http_status}" if outcome.http_status else "error"
-            )
+        error = error_text(outcome)
+        if error is not None:  # otherwise the previous error field stays
+            mapping["error"] = error
         poll_key = self._feed_key(outcome.feed_id, "poll")
         if fetch_state is None:
             await self.client.hset(poll_key, mapping=mapping)

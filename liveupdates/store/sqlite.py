@@ -38,7 +38,7 @@ from liveupdates.models import (
     Snapshot,
     StoredVersion,
 )
-from liveupdates.store.base import LogBounds, VersionConflict
+from liveupdates.store.base import LogBounds, VersionConflict, error_text
 
 T = TypeVar("T")
 
@@ -273,11 +273,7 @@ class SQLiteStore:
     ) -> None:
         data = json.dumps(asdict(outcome), ensure_ascii=False)
         state = json.dumps(asdict(fetch_state)) if fetch_state is not None else None
-        # Only an error replaces last_error: ops want to see the last failure even after a
-        # success, next to the success itself.
-        error = outcome.error if outcome.status == "error" else None
-        if outcome.status == "error" and not error:
-            error = f"HTTP {outcome.http_status}" if outcome.http_status else "error"
+        error = error_text(outcome)  # None keeps the previous last_error (COALESCE below)
 
         def write(c: sqlite3.Connection) -> None:
             c.execute(
