@@ -12,12 +12,11 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from liveupdates.bus import HistoryLost, Subscription
+from liveupdates.bus import HistoryLost
 from liveupdates.bus.redis import RedisBus
-from liveupdates.models import LogEntry, Snapshot, feed_channel, story_channel
+from liveupdates.models import Snapshot, feed_channel, story_channel
 from liveupdates.store.redis import RedisStore
-
-DEADLINE = 5.0
+from tests.test_bus_contract import DEADLINE, Writer, collect
 
 
 @pytest.fixture
@@ -37,34 +36,6 @@ async def bus(client: aioredis.Redis, store: RedisStore) -> AsyncIterator[RedisB
     b = RedisBus(client, store, block_seconds=1.0, epoch_check_seconds=0.2, backoff_max=0.5)
     yield b
     await b.close()
-
-
-class Writer:
-    def __init__(self, store: RedisStore) -> None:
-        self.store = store
-        self.versions: dict[str, int] = {}
-
-    async def append(self, story: str, feed: str = "f") -> list[LogEntry]:
-        version = self.versions.get(story, 0)
-        snap = Snapshot(id=story, feed=feed, url=f"https://x.example/{story}", title=f"v{version}")
-        entries = await self.store.append_version(
-            snap, f"h{version}", version, [{"n": version + 1}], [story_channel(story)]
-        )
-        self.versions[story] = version + 1
-        return entries
-
-
-async def collect(sub: Subscription, upto: int) -> list[int]:
-    seen: list[int] = []
-
-    async def run() -> None:
-        async for batch in sub:
-            seen.extend(e.seq for e in batch)
-            if seen and seen[-1] >= upto:
-                return
-
-    await asyncio.wait_for(run(), DEADLINE)
-    return seen
 
 
 async def reader_connections(client: aioredis.Redis, bus: RedisBus) -> int:
@@ -206,7 +177,7 @@ async def test_a_replaced_log_that_outgrew_the_old_one_is_not_passed_off_as_its_
     )
     with pytest.raises(HistoryLost):
         await asyncio.wait_for(sub.__anext__(), DEADLINE)
-    await w.append("z")  # story:z only: feed:f stays quiet
+    await w.append("z", feed="other")  # story:z and feed:other only: feed:f stays quiet
     await store.append_version(
         Snapshot(id="y", feed="f", url="https://x.example/y", title="t2"),
         "h2",
