@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +24,7 @@ from liveupdates.hub import make_server
 from liveupdates.server import build_app
 from liveupdates.settings import Settings
 from liveupdates.store.sqlite import SQLiteStore
+from tests.support.uvicorn_serving import bound_socket, serve_until_started
 
 START_TIMEOUT = 15.0
 
@@ -50,9 +50,7 @@ class AdminService:
             **{**TEST_SETTINGS, **settings},
         )
         self.token = self.settings.admin_token or ""
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock = bound_socket()
         self.port: int = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._thread: threading.Thread | None = None
@@ -112,13 +110,8 @@ class AdminService:
         app = build_app(settings, store, bus, with_poller=True, self_url=self.base_url)
         server = make_server(app, settings, host="127.0.0.1", port=self.port, log_level="warning")
         self._server = server
-        task = asyncio.create_task(server.serve(sockets=[self._sock]))
         try:
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("uvicorn exited during startup")
-                await asyncio.sleep(0.01)
+            task = await serve_until_started(server, self._sock, "uvicorn")
             self._ready.set()
             await task
         finally:

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from liveupdates.hub.core import Hub
 from liveupdates.models import LogEntry, Snapshot, StoredVersion, feed_channel, story_channel
 from liveupdates.settings import Settings
 from liveupdates.store.sqlite import SQLiteStore
+from tests.support.uvicorn_serving import bound_socket, serve_until_started
 
 DEADLINE = 5.0  # seconds any single expected message may take
 
@@ -45,9 +45,7 @@ class HubServerHandle:
         self.bus = bus
         self.app = create_app(settings, store, bus)
         self.hub: Hub = self.app.state.hub
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock = bound_socket()
         self.port: int = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/v1/ws"
@@ -57,21 +55,15 @@ class HubServerHandle:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self.server.serve(sockets=[self._sock]))
-        while not self.server.started:
-            if self._task.done():
-                self._task.result()  # raises the startup error
-                raise RuntimeError("hub server exited during startup")
-            await asyncio.sleep(0.01)
+        self._task = await serve_until_started(self.server, self._sock, "hub server")
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self.server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._task, 15)
-        self._task = None
-        self._sock.close()
+        if self._task is not None:
+            self.server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 15)
+            self._task = None
+        self._sock.close()  # also when start() failed: it left no task
 
     async def publish(
         self,
