@@ -108,17 +108,13 @@ async def get_updates(request: Request) -> JSONResponse:
     bounds = await hub.bus.bounds(channel)
     body: dict[str, Any] = {"channel": channel, "seq": bounds.last, "epoch": bounds.epoch}
     # The replay cap does not apply: paging with `limit` bounds each response instead.
-    if not can_replay(bounds, since, epoch, cap=bounds.last):
-        body.update(
-            updates=[],
-            recovered=False,
-            more=False,
-            reset=await build_reset(hub.store, channel, bounds.last),
-        )
-        return JSONResponse(body)
-    entries = await hub.bus.read_since(channel, since, min(limit, bounds.last - since))
-    if entries and entries[0].seq != since + 1:
-        # Trimmed between the two reads.
+    entries = (
+        await hub.bus.read_since(channel, since, min(limit, bounds.last - since))
+        if can_replay(bounds, since, epoch, cap=bounds.last)
+        else None
+    )
+    if entries is None or (entries and entries[0].seq != since + 1):
+        # Not replayable, or trimmed between the two reads: the client starts over.
         body.update(
             updates=[],
             recovered=False,
