@@ -20,30 +20,23 @@ from tests.test_bus_contract import DEADLINE, Writer, collect
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    c = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    yield c
-    await c.aclose()
+def store(redis_client: aioredis.Redis, redis_prefix: str) -> RedisStore:
+    return RedisStore.from_client(redis_client, redis_prefix)
 
 
 @pytest.fixture
-def store(client: aioredis.Redis, redis_prefix: str) -> RedisStore:
-    return RedisStore.from_client(client, redis_prefix)
-
-
-@pytest.fixture
-async def bus(client: aioredis.Redis, store: RedisStore) -> AsyncIterator[RedisBus]:
-    b = RedisBus(client, store, block_seconds=1.0, epoch_check_seconds=0.2, backoff_max=0.5)
+async def bus(redis_client: aioredis.Redis, store: RedisStore) -> AsyncIterator[RedisBus]:
+    b = RedisBus(redis_client, store, block_seconds=1.0, epoch_check_seconds=0.2, backoff_max=0.5)
     yield b
     await b.close()
 
 
-async def reader_connections(client: aioredis.Redis, bus: RedisBus) -> int:
-    return sum(1 for c in await client.client_list() if c.get("name") == bus.reader_name)
+async def reader_connections(redis_client: aioredis.Redis, bus: RedisBus) -> int:
+    return sum(1 for c in await redis_client.client_list() if c.get("name") == bus.reader_name)
 
 
 async def test_one_reader_connection_for_many_channels_and_subscriptions(
-    bus: RedisBus, store: RedisStore, client: aioredis.Redis
+    bus: RedisBus, store: RedisStore, redis_client: aioredis.Redis
 ) -> None:
     w = Writer(store)
     subs = [await bus.subscribe(story_channel(f"s{i % 10}")) for i in range(40)]
@@ -53,7 +46,7 @@ async def test_one_reader_connection_for_many_channels_and_subscriptions(
         assert await collect(sub, 1) == [1]
     assert sorted(bus.channels()) == sorted(story_channel(f"s{i}") for i in range(10))
     assert bus.subscriber_count(story_channel("s3")) == 4
-    assert await reader_connections(client, bus) == 1
+    assert await reader_connections(redis_client, bus) == 1
 
 
 async def test_a_story_followed_before_it_exists_gets_its_first_event(
@@ -112,7 +105,7 @@ class Proxy:
 
 
 async def test_losing_redis_for_a_while_misses_nothing(
-    redis_url: str, store: RedisStore, client: aioredis.Redis
+    redis_url: str, store: RedisStore, redis_client: aioredis.Redis
 ) -> None:
     port = int(redis_url.rsplit(":", 1)[1].split("/", 1)[0])
     proxy = Proxy(port)

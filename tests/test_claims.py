@@ -34,13 +34,6 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    c = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    yield c
-    await c.aclose()
-
-
-@pytest.fixture
 async def stores(redis_url: str, redis_prefix: str) -> AsyncIterator[list[RedisStore]]:
     """One RedisStore (own connection pool) per simulated worker process."""
     opened = [RedisStore(redis_url, prefix=redis_prefix) for _ in range(3)]
@@ -79,9 +72,9 @@ class Worker:
 
 
 async def test_redis_claims_grant_one_holder_until_released_or_expired(
-    client: aioredis.Redis, redis_prefix: str
+    redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    a, b = RedisClaims(client, redis_prefix), RedisClaims(client, redis_prefix)
+    a, b = RedisClaims(redis_client, redis_prefix), RedisClaims(redis_client, redis_prefix)
     assert await a.due("f") is None
     assert await a.claim("f", 0.3)
     assert not await b.claim("f", 0.3)  # held

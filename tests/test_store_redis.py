@@ -5,8 +5,6 @@ Everything a Store must do is in test_store_contract.py; this file covers what o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
@@ -25,44 +23,37 @@ def chans(s: Snapshot) -> list[str]:
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    c = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    yield c
-    await c.aclose()
+def store(redis_client: aioredis.Redis, redis_prefix: str) -> RedisStore:
+    return RedisStore.from_client(redis_client, redis_prefix)
 
 
-@pytest.fixture
-def store(client: aioredis.Redis, redis_prefix: str) -> RedisStore:
-    return RedisStore.from_client(client, redis_prefix)
-
-
-async def keys_of(client: aioredis.Redis, prefix: str) -> list[str]:
-    return sorted([k async for k in client.scan_iter(match=prefix + "*")])
+async def keys_of(redis_client: aioredis.Redis, prefix: str) -> list[str]:
+    return sorted([k async for k in redis_client.scan_iter(match=prefix + "*")])
 
 
 async def test_a_story_append_touches_only_one_hash_slot(
-    store: RedisStore, client: aioredis.Redis, redis_prefix: str
+    store: RedisStore, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     s = snap("s1")
     await store.append_version(s, "h", 0, [{"n": 1}], chans(s))
     await store.append_version(snap("s2"), "h", 0, [{"n": 2}], chans(snap("s2")))
-    keys = await keys_of(client, redis_prefix)
+    keys = await keys_of(redis_client, redis_prefix)
     global_keys = {f"{redis_prefix}storyfeeds", *(f"{redis_prefix}storyfeed:s{i}" for i in (1, 2))}
     assert global_keys <= set(keys)
     feed_keys = [k for k in keys if k not in global_keys]
     assert all("{feed:valley-post}" in k for k in feed_keys), feed_keys
     assert len({key_slot(k.encode()) for k in feed_keys}) == 1
-    assert await client.type(f"{redis_prefix}{{feed:valley-post}}:log:story:s1") == "stream"
+    assert await redis_client.type(f"{redis_prefix}{{feed:valley-post}}:log:story:s1") == "stream"
 
 
 async def test_lost_counter_means_new_epoch_and_fresh_log(
-    store: RedisStore, client: aioredis.Redis, redis_prefix: str
+    store: RedisStore, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     s = snap("s1")
     await store.append_version(s, "h1", 0, [{"n": 1}, {"n": 2}], chans(s))
     before = await store.log_bounds(story_channel("s1"))
     assert (before.first, before.last) == (1, 2)
-    await client.delete(f"{redis_prefix}{{feed:valley-post}}:ch:story:s1")
+    await redis_client.delete(f"{redis_prefix}{{feed:valley-post}}:ch:story:s1")
 
     after = await store.log_bounds(story_channel("s1"))
     assert after.epoch != before.epoch
@@ -75,12 +66,12 @@ async def test_lost_counter_means_new_epoch_and_fresh_log(
 
 
 async def test_lost_counter_is_detected_by_append_too(
-    store: RedisStore, client: aioredis.Redis, redis_prefix: str
+    store: RedisStore, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     s = snap("s1")
     await store.append_version(s, "h1", 0, [{"n": 1}], chans(s))
     epoch = (await store.log_bounds(feed_channel("valley-post"))).epoch
-    await client.delete(f"{redis_prefix}{{feed:valley-post}}:ch:feed:valley-post")
+    await redis_client.delete(f"{redis_prefix}{{feed:valley-post}}:ch:feed:valley-post")
     out = await store.append_version(snap("s2"), "h", 0, [{"n": 2}], chans(snap("s2")))
     assert [e.seq for e in out] == [1, 1]
     bounds = await store.log_bounds(feed_channel("valley-post"))
@@ -88,12 +79,12 @@ async def test_lost_counter_is_detected_by_append_too(
 
 
 async def test_lost_stream_means_new_epoch(
-    store: RedisStore, client: aioredis.Redis, redis_prefix: str
+    store: RedisStore, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     s = snap("s1")
     await store.append_version(s, "h1", 0, [{"n": 1}], chans(s))
     epoch = (await store.log_bounds(story_channel("s1"))).epoch
-    await client.delete(f"{redis_prefix}{{feed:valley-post}}:log:story:s1")
+    await redis_client.delete(f"{redis_prefix}{{feed:valley-post}}:log:story:s1")
     bounds = await store.log_bounds(story_channel("s1"))
     assert bounds.epoch != epoch and (bounds.first, bounds.last) == (0, 0)
 
@@ -119,29 +110,31 @@ async def test_everything_lost_means_new_epoch(redis_url: str, redis_prefix: str
         await fresh.close()
 
 
-async def test_retention_uses_stream_maxlen(client: aioredis.Redis, redis_prefix: str) -> None:
-    store = RedisStore.from_client(client, redis_prefix, log_retention=3)
+async def test_retention_uses_stream_maxlen(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    store = RedisStore.from_client(redis_client, redis_prefix, log_retention=3)
     s = snap("s1")
     await store.append_version(s, "h", 0, [{"n": i} for i in range(10)], chans(s))
-    assert await client.xlen(f"{redis_prefix}{{feed:valley-post}}:log:story:s1") == 3
+    assert await redis_client.xlen(f"{redis_prefix}{{feed:valley-post}}:log:story:s1") == 3
     bounds = await store.log_bounds(story_channel("s1"))
     assert (bounds.first, bounds.last) == (8, 10)
     with pytest.raises(ValueError):
-        RedisStore.from_client(client, redis_prefix, log_retention=0)
+        RedisStore.from_client(redis_client, redis_prefix, log_retention=0)
 
 
 async def test_provisional_epochs_expire_until_first_append(
-    store: RedisStore, client: aioredis.Redis, redis_prefix: str
+    store: RedisStore, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     feed_hash = f"{redis_prefix}{{feed:quiet}}:ch:feed:quiet"
     await store.log_bounds(feed_channel("quiet"))
     await store.log_bounds(story_channel("unborn"))
-    assert await client.ttl(feed_hash) > 0
-    assert await client.ttl(f"{redis_prefix}pending-epoch:story:unborn") > 0
+    assert await redis_client.ttl(feed_hash) > 0
+    assert await redis_client.ttl(f"{redis_prefix}pending-epoch:story:unborn") > 0
     await store.append_version(
         snap("unborn", feed="quiet"), "h", 0, [{}], chans(snap("unborn", feed="quiet"))
     )
-    assert await client.ttl(feed_hash) == -1  # kept for good once it has a log
+    assert await redis_client.ttl(feed_hash) == -1  # kept for good once it has a log
 
 
 async def test_client_without_decode_responses(redis_url: str, redis_prefix: str) -> None:
@@ -171,11 +164,11 @@ async def test_a_retried_append_is_not_applied_twice(store: RedisStore) -> None:
 
 
 async def test_a_lost_story_mapping_is_restored_by_the_next_append(
-    store: RedisStore, client: aioredis.Redis, redis_prefix: str, redis_url: str
+    store: RedisStore, redis_client: aioredis.Redis, redis_prefix: str, redis_url: str
 ) -> None:
     s = snap("s1")
     await store.append_version(s, "h1", 0, [{"n": 1}], chans(s))
-    await client.delete(f"{redis_prefix}storyfeed:s1")  # `store` still has it cached
+    await redis_client.delete(f"{redis_prefix}storyfeed:s1")  # `store` still has it cached
     await store.append_version(snap("s1", "t2"), "h2", 1, [{"n": 2}], chans(s))
     other = RedisStore(redis_url, prefix=redis_prefix)  # another process, empty cache
     try:
@@ -187,15 +180,15 @@ async def test_a_lost_story_mapping_is_restored_by_the_next_append(
 
 
 async def test_latest_hashes_reads_the_version_when_the_hash_field_is_missing_or_stale(
-    store: RedisStore, client: aioredis.Redis, redis_prefix: str
+    store: RedisStore, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     for name in ("s1", "s2", "s3"):
         await store.append_version(snap(name), f"h-{name}-1", 0, [], [])
     await store.append_version(snap("s2", title="Two"), "h-s2-2", 1, [], [])
     key = f"{redis_prefix}{{feed:valley-post}}:story:"
     # As written by a process from before the field existed: none, or one a version behind.
-    await client.hdel(key + "s1", "hash")
-    await client.hset(key + "s2", "hash", "1 h-s2-1")
+    await redis_client.hdel(key + "s1", "hash")
+    await redis_client.hset(key + "s2", "hash", "1 h-s2-1")
     assert await store.latest_hashes("valley-post", ["s1", "s2", "s3", "s4"]) == {
         "s1": "h-s1-1",
         "s2": "h-s2-2",

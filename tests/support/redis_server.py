@@ -15,7 +15,10 @@ If none of these works the fixture FAILS (it never skips): a green run must mean
 under it is deleted (SCAN + DEL) when the test ends, so tests can share one Redis, run in parallel
 and leave nothing behind. Pass it as the ``prefix`` of RedisStore / the Redis bus.
 
-Both fixtures are plain synchronous ones so they work in sync and async tests alike.
+These two are plain synchronous fixtures so they work in sync and async tests alike.
+
+``redis_client`` (function scope, async) -> redis.asyncio.Redis on ``redis_url`` with
+``decode_responses=True``, closed when the test ends.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 ENV_VAR = "LIVEUPDATES_TEST_REDIS_URL"
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -130,3 +134,10 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     prefix = f"lutest:{uuid.uuid4().hex[:8]}:"
     yield prefix
     delete_prefix(redis_url, prefix)
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
