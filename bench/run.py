@@ -30,6 +30,8 @@ from bench.wsbench import Phase
 
 RESULTS = ROOT / "bench" / "results"
 BENCHMARKS = ("fanout", "capacity", "e2e", "diff", "polling")
+# How each hub server kind serves /v1/ws, as the table names it ("hub": the ASGI endpoint).
+TRANSPORTS = {"hub": " (uvicorn)", "hubws": " (websockets server, hub_ws_port)"}
 
 
 def sizes(quick: bool) -> dict[str, Any]:
@@ -64,13 +66,13 @@ def run(selected: list[str], quick: bool) -> dict[str, Any]:
     capacity_n = plan["capacity"]
     if "fanout" in selected:
         for n, phases in plan["fanout"].items():
-            for kind in ("bare", "hub"):
+            for kind in ("bare", "hub", "hubws"):
                 print(f"fan-out: {kind}, {n} clients ...", flush=True)
                 sessions[f"{kind}-{n}"] = asdict(wsbench.fanout_session(kind, n, phases))
         out["fanout"] = sessions
     if "capacity" in selected:
         cap: dict[str, Any] = {}
-        for kind in ("bare", "hub", "asgi"):
+        for kind in ("bare", "hub", "hubws", "asgi"):
             key = f"{kind}-{capacity_n}"
             if key not in sessions:  # not measured with the fan-out: an idle-only session
                 print(f"capacity: {kind}, {capacity_n} idle connections ...", flush=True)
@@ -117,15 +119,16 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
     table: list[tuple[str, str, str, str, str, str]] = []
     fan = results.get("fanout", {})
     sizes_seen = sorted({int(k.split("-")[1]) for k in fan})
-    for n in sizes_seen:
-        hub, bare = fan.get(f"hub-{n}"), fan.get(f"bare-{n}")
+    for n, kind in [(n, kind) for n in sizes_seen for kind in ("hub", "hubws")]:
+        hub, bare = fan.get(f"{kind}-{n}"), fan.get(f"bare-{n}")
         if not hub or not bare:
             continue
+        transport = TRANSPORTS[kind]
         for name in hub["phases"]:
             h, b = hub["phases"][name], bare["phases"][name]
             what = "burst" if h["rate"] is None else f"{h['rate']:g} updates/s"
             runs = f" (x{h['runs']})" if h.get("runs", 1) > 1 else ""
-            label = f"fan-out {n} clients, {h['count']}{runs} x 1 KB, {what}"
+            label = f"fan-out {n} clients{transport}, {h['count']}{runs} x 1 KB, {what}"
             r = ratio(h["msgs_per_cpu_s"], b["msgs_per_cpu_s"])
             lost = h["expected"] - h["received"]
             note = f" ({lost} lost)" if lost else ""
@@ -162,20 +165,25 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
             )
     cap = results.get("capacity")
     if cap:
-        h, b = cap["hub"], cap["bare"]
+        b = cap["bare"]
         floor = cap.get("asgi")
-        table.append(
-            (
-                f"capacity: RSS per idle subscribed connection ({h['connections']} open)",
-                _fmt(h["kib_per_conn"], " KiB"),
-                _fmt(b["kib_per_conn"], " KiB"),
-                f"{ratio(h['kib_per_conn'], b['kib_per_conn']):.2f}",
-                "<= 20 KiB, >= 10k conns",
-                "yes"
-                if h["kib_per_conn"] <= 20 and h["connections"] >= 10000
-                else ("yes (size)" if h["kib_per_conn"] <= 20 else "NO"),
+        for kind in ("hubws", "hub"):
+            h = cap.get(kind)
+            if not h:
+                continue
+            table.append(
+                (
+                    f"capacity{TRANSPORTS[kind]}: RSS per idle subscribed connection"
+                    f" ({h['connections']} open)",
+                    _fmt(h["kib_per_conn"], " KiB"),
+                    _fmt(b["kib_per_conn"], " KiB"),
+                    f"{ratio(h['kib_per_conn'], b['kib_per_conn']):.2f}",
+                    "<= 20 KiB, >= 10k conns",
+                    "yes"
+                    if h["kib_per_conn"] <= 20 and h["connections"] >= 10000
+                    else ("yes (size)" if h["kib_per_conn"] <= 20 else "NO"),
+                )
             )
-        )
         if floor:
             table.append(
                 (

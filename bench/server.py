@@ -1,8 +1,10 @@
-"""Server process of the WebSocket benchmarks: `python -m bench.server {hub,bare} --port P`.
+"""Server process of the WebSocket benchmarks: `python -m bench.server {hub,hubws,bare,asgi}`.
 
 - hub: the production app (`server.build_app`, poller off) under uvicorn via `make_server` with the
   repository's default settings (permessage-deflate off), over a SQLiteStore file and the
   InMemoryBus. Updates go the real way: `store.append_version` then `bus.publish`.
+- hubws: the same app and hub, but the clients connect to /v1/ws on the `websockets` library's own
+  server (`hub_ws_port`, hub/wsserver.py), which runs next to uvicorn in the same event loop.
 - bare: the floor, a server written only with the `websockets` library: it answers a subscribe
   with the same `subscribed` frame and `websockets.broadcast`s the same pre-encoded update frames.
 - asgi: an empty Starlette WebSocket endpoint under the same uvicorn settings (capacity only): what
@@ -121,6 +123,14 @@ def snapshot(version: int) -> Snapshot:
     )
 
 
+def bound_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4096)
+    return sock
+
+
 # -- the baseline: websockets only -------------------------------------------------------------
 
 
@@ -234,7 +244,9 @@ async def run_asgi(sock: socket.socket, out: Any, max_seconds: float, port: int)
 # -- liveupdates: the real app ------------------------------------------------------------------
 
 
-async def run_hub(sock: socket.socket, out: Any, max_seconds: float, port: int) -> None:
+async def run_hub(
+    sock: socket.socket, out: Any, max_seconds: float, port: int, *, native_ws: bool = False
+) -> None:
     from liveupdates.bus.memory import InMemoryBus
     from liveupdates.events import channels_for
     from liveupdates.hub.app import make_server
@@ -250,11 +262,23 @@ async def run_hub(sock: socket.socket, out: Any, max_seconds: float, port: int) 
     first = snapshot(1)
     await store.append_version(first, "h1", 0, [update_event(1, time.time())], channels_for(first))
     version = 1
-    app = build_app(settings, store, bus, with_poller=False, self_url=f"http://127.0.0.1:{port}")
-    server = make_server(
-        app, settings, host="127.0.0.1", port=port, log_level="warning", backlog=4096
+    ws_sock, http_sock, http_port = None, sock, port
+    if native_ws:
+        # The clients' port is the websockets server's; uvicorn gets another one.
+        ws_sock, http_sock = sock, bound_socket()
+        http_port = http_sock.getsockname()[1]
+    app = build_app(
+        settings,
+        store,
+        bus,
+        with_poller=False,
+        self_url=f"http://127.0.0.1:{http_port}",
+        ws_sock=ws_sock,
     )
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    server = make_server(
+        app, settings, host="127.0.0.1", port=http_port, log_level="warning", backlog=4096
+    )
+    serving = asyncio.create_task(server.serve(sockets=[http_sock]))
     while not server.started:
         if serving.done():
             serving.result()
@@ -296,7 +320,11 @@ async def run_hub(sock: socket.socket, out: Any, max_seconds: float, port: int) 
                 **TRACE_COMMANDS,
             },
             max_seconds=max_seconds,
-            hello={"kind": "hub", "port": port, "channel": story_channel(STORY_ID)},
+            hello={
+                "kind": "hubws" if native_ws else "hub",
+                "port": port,
+                "channel": story_channel(STORY_ID),
+            },
         )
     finally:
         server.should_exit = True
@@ -312,21 +340,18 @@ async def run_hub(sock: socket.socket, out: Any, max_seconds: float, port: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["hub", "bare", "asgi"])
+    parser.add_argument("kind", choices=["hub", "hubws", "bare", "asgi"])
     parser.add_argument("--max-seconds", type=float, default=1800)
     args = parser.parse_args()
     out = reply_stream()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(4096)
+    sock = bound_socket()
     port = sock.getsockname()[1]
     if args.kind == "bare":
         asyncio.run(run_bare(sock, out, args.max_seconds, port))
     elif args.kind == "asgi":
         asyncio.run(run_asgi(sock, out, args.max_seconds, port))
     else:
-        asyncio.run(run_hub(sock, out, args.max_seconds, port))
+        asyncio.run(run_hub(sock, out, args.max_seconds, port, native_ws=args.kind == "hubws"))
 
 
 if __name__ == "__main__":

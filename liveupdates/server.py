@@ -7,6 +7,7 @@ on one Starlette app and decides what runs in its lifespan.
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -47,6 +48,8 @@ def build_app(
     *,
     with_poller: bool,
     self_url: str,
+    ws_host: str | None = None,
+    ws_sock: socket.socket | None = None,
 ) -> Starlette:
     """The full app. With `with_poller`, the scheduled poller runs inside the app's lifespan."""
     fetcher = make_fetcher(settings)
@@ -86,7 +89,9 @@ def build_app(
         finally:
             await fetcher.aclose()
 
-    return create_app(settings, store, bus, extra_routes=routes, lifespan=poller)
+    return create_app(
+        settings, store, bus, extra_routes=routes, lifespan=poller, ws_host=ws_host, ws_sock=ws_sock
+    )
 
 
 def serve(
@@ -108,6 +113,7 @@ def serve(
                 bus,
                 with_poller=with_poller,
                 self_url=f"http://{_url_host(host)}:{port}",
+                ws_host=host,
             )
             await make_server(app, settings, host=host, port=port).serve()
         finally:

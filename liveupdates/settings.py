@@ -55,6 +55,8 @@ class Settings:
     # [hub]
     hub_host: str = "127.0.0.1"
     hub_port: int = 8000
+    # also serve /v1/ws with the `websockets` library's own server on this port; 0: off
+    hub_ws_port: int = 0
     hub_allowed_origins: tuple[str, ...] = ()  # empty: any origin
     hub_max_subscriptions: int = 100
     hub_send_queue: int = 256  # frames buffered per client before it is dropped
@@ -168,6 +170,8 @@ def _check(settings: Settings) -> Settings:
         raise SettingsError("setting log_retention must be >= 0 (0 keeps everything)")
     if not 1 <= settings.hub_port <= 65535:
         raise SettingsError("setting hub_port must be between 1 and 65535")
+    if not 0 <= settings.hub_ws_port <= 65535:
+        raise SettingsError("setting hub_ws_port must be between 0 (off) and 65535")
     if settings.redis_url and not settings.redis_url.startswith(
         ("redis://", "rediss://", "unix://")
     ):

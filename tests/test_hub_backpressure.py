@@ -7,7 +7,7 @@ import socket
 
 from websockets.asyncio.client import connect
 
-from liveupdates.hub.connection import WebSocketConnection
+from liveupdates.hub.connection import QueuedConnection
 from tests.support.hubserver import StartHub, WSClient
 
 BLOB = "x" * 200_000  # big frames fill socket buffers quickly
@@ -27,7 +27,7 @@ async def test_slow_reader_is_dropped_and_fast_reader_is_not_delayed(
 ) -> None:
     hub = await start_hub_server(hub_send_queue=4)
     await hub.publish("bridge")
-    sock = _small_buffer_socket(hub.port)
+    sock = _small_buffer_socket(hub.ws_port)
     # max_queue=1: the client library stops reading the socket once one message is waiting.
     async with (
         connect(hub.ws_url, sock=sock, max_size=None, max_queue=1) as slow_conn,
@@ -39,7 +39,7 @@ async def test_slow_reader_is_dropped_and_fast_reader_is_not_delayed(
 
         def slow_dropped() -> bool:
             return any(
-                isinstance(c, WebSocketConnection) and c.close_code == 4008
+                isinstance(c, QueuedConnection) and c.close_code == 4008
                 for c in hub.hub.connections
             )
 

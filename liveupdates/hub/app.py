@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -13,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from liveupdates.bus.base import Bus
-from liveupdates.hub.core import Hub
+from liveupdates.hub.core import SHUTDOWN_GRACE, Hub
 from liveupdates.hub.origins import OriginPolicy
 from liveupdates.hub.rest import routes as rest_routes
 from liveupdates.hub.sse import sse_endpoint
@@ -42,14 +43,21 @@ def create_app(
     on_startup: Iterable[Hook] = (),
     on_shutdown: Iterable[Hook] = (),
     lifespan: LifespanFactory | None = None,
+    ws_host: str | None = None,
+    ws_sock: socket.socket | None = None,
 ) -> Starlette:
     """The hub as an ASGI app. The caller owns `store` and `bus` (and closes them after).
 
     Startup runs `on_startup` hooks in order, then enters `lifespan(app)` if given (e.g. the
     poller). Shutdown first closes every client with 1012, then exits `lifespan`, then runs
     `on_shutdown` hooks in order. `app.state.hub` is the Hub (settings, store, bus, fan-out).
+
+    With `settings.hub_ws_port` (on `ws_host`, default hub_host) or an already bound `ws_sock`,
+    /v1/ws is also served by the `websockets` library's own server (hub/wsserver.py), started
+    last at startup and stopped after the hub said 1012 at shutdown; `app.state.ws_server`.
     """
     hub = Hub(settings, store, bus)
+    origins = OriginPolicy(settings.hub_allowed_origins)
     startup, shutdown = list(on_startup), list(on_shutdown)
 
     @contextlib.asynccontextmanager
@@ -60,6 +68,19 @@ def create_app(
             async with contextlib.AsyncExitStack() as stack:
                 if lifespan is not None:
                     await stack.enter_async_context(lifespan(app))
+                if ws_sock is not None or settings.hub_ws_port:
+                    from liveupdates.hub.wsserver import start_ws_server
+
+                    ws_server = await start_ws_server(
+                        hub,
+                        origins,
+                        max_size=hard_frame_limit(settings),
+                        host=ws_host or settings.hub_host,
+                        port=settings.hub_ws_port,
+                        sock=ws_sock,
+                    )
+                    app.state.ws_server = ws_server
+                    stack.push_async_callback(_stop_ws_server, ws_server)
                 try:
                     yield
                 finally:
@@ -77,8 +98,16 @@ def create_app(
     app = Starlette(routes=routes, lifespan=app_lifespan)
     app.state.hub = hub
     app.state.settings = settings
-    app.state.origins = OriginPolicy(settings.hub_allowed_origins)
+    app.state.origins = origins
+    app.state.ws_server = None
     return app
+
+
+async def _stop_ws_server(server: Any) -> None:
+    # Its clients already heard 1012 from hub.shutdown; wait for their handlers to end.
+    server.close(close_connections=False)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(server.wait_closed(), SHUTDOWN_GRACE)
 
 
 class HubServer(uvicorn.Server):
@@ -94,6 +123,9 @@ class HubServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()  # no new connections while we say goodbye
+        ws_server = getattr(getattr(self.config.app, "state", None), "ws_server", None)
+        if ws_server is not None:
+            ws_server.close(close_connections=False)  # nor on the websockets port
         await self.hub.shutdown()
         await super().shutdown(sockets)
 

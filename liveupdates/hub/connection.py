@@ -1,4 +1,6 @@
-"""What the hub needs from a client connection, and the one adapter it ships: Starlette/uvicorn.
+"""What the hub needs from a client connection, and its Starlette/uvicorn adapter.
+
+The other adapter, for the `websockets` library's own server (`hub_ws_port`), is in wsserver.py.
 
 The fan-out only ever calls `send_text` (synchronous, never waits) and `close`. Everything a
 transport needs to do lives behind `QueuedConnection._write`/`_finish`, so a benchmark can swap the

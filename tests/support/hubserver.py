@@ -6,7 +6,8 @@ so tests can drive updates (`publish`) without a poller and talk to it with real
 Fixtures:
 - `hub_server`: a started HubServerHandle with default test settings.
 - `start_hub_server`: `await start_hub_server(**settings_overrides, log_retention=...)` for more
-  (each is stopped at teardown).
+  (each is stopped at teardown). With `websockets_transport=True`, /v1/ws is also served by the
+  `websockets` library's own server (hub/wsserver.py) on a second port, and `ws_url` points there.
 """
 
 from __future__ import annotations
@@ -39,16 +40,26 @@ TEST_SETTINGS: dict[str, Any] = {"hub_sse_heartbeat": 1.0, "hub_ping_interval": 
 
 
 class HubServerHandle:
-    def __init__(self, settings: Settings, store: SQLiteStore, bus: InMemoryBus) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: SQLiteStore,
+        bus: InMemoryBus,
+        *,
+        websockets_transport: bool = False,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.bus = bus
-        self.app = create_app(settings, store, bus)
+        self._ws_sock = bound_socket() if websockets_transport else None
+        self.app = create_app(settings, store, bus, ws_sock=self._ws_sock)
         self.hub: Hub = self.app.state.hub
         self._sock = bound_socket()
         self.port: int = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}/v1/ws"
+        self.asgi_ws_url = f"ws://127.0.0.1:{self.port}/v1/ws"
+        self.ws_port: int = self.port if self._ws_sock is None else self._ws_sock.getsockname()[1]
+        self.ws_url = f"ws://127.0.0.1:{self.ws_port}/v1/ws"
         self.server: HubServer = make_server(
             self.app, settings, host="127.0.0.1", port=self.port, log_level="warning"
         )
@@ -64,6 +75,8 @@ class HubServerHandle:
                 await asyncio.wait_for(self._task, 15)
             self._task = None
         self._sock.close()  # also when start() failed: it left no task
+        if self._ws_sock is not None:
+            self._ws_sock.close()
 
     async def publish(
         self,
@@ -172,13 +185,17 @@ StartHub = Callable[..., Awaitable[HubServerHandle]]
 async def start_hub_server(tmp_path: Path) -> AsyncIterator[StartHub]:
     handles: list[tuple[HubServerHandle, SQLiteStore]] = []
 
-    async def start(*, log_retention: int | None = None, **overrides: Any) -> HubServerHandle:
+    async def start(
+        *, log_retention: int | None = None, websockets_transport: bool = False, **overrides: Any
+    ) -> HubServerHandle:
         values = {**TEST_SETTINGS, **overrides}
         if log_retention:
             values["log_retention"] = log_retention
         settings = dataclasses.replace(Settings(), data_dir=str(tmp_path), **values)
         store = SQLiteStore(tmp_path / f"hub{len(handles)}.sqlite3", log_retention=log_retention)
-        handle = HubServerHandle(settings, store, InMemoryBus(store))
+        handle = HubServerHandle(
+            settings, store, InMemoryBus(store), websockets_transport=websockets_transport
+        )
         handles.append((handle, store))
         await handle.start()
         return handle

@@ -1,0 +1,200 @@
+"""/v1/ws served by the `websockets` library's own asyncio server (optional, `hub_ws_port`).
+
+The same wire protocol, Session and Hub as the ASGI endpoint (liveupdates/hub/ws.py); only the
+transport differs. It exists for memory: an idle connection costs about a third less than under
+uvicorn + Starlette (README, "Benchmarks"), because there is no ASGI scope, receive queue or
+middleware chain per connection.
+
+It runs in the web process's own event loop, next to uvicorn, started and stopped by the app's
+lifespan (`create_app`), so the fan-out, the bus reader and `Hub.shutdown` (1012) cover it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from http import HTTPStatus
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import OPEN
+
+from liveupdates import metrics
+from liveupdates.hub.connection import CLOSE_TIMEOUT, WRITE_BATCH, QueuedConnection, _shared_frame
+from liveupdates.hub.core import RESTART_REASON, Hub
+from liveupdates.hub.origins import OriginPolicy
+from liveupdates.hub.protocol import CLOSE_RESTART
+from liveupdates.hub.session import Session
+
+log = logging.getLogger(__name__)
+
+PATH = "/v1/ws"
+
+
+class WebsocketsConnection(QueuedConnection):
+    """The `websockets` asyncio transport behind the hub's `Connection` interface.
+
+    A frame is written synchronously into the transport while it is below its high-water mark and
+    nothing is queued; otherwise it is queued and a writer task, started only then and gone once
+    the queue is empty, sends it with flow control. An idle connection therefore has no task of
+    its own beyond what `websockets` keeps (bench: capacity).
+    """
+
+    def __init__(self, ws: ServerConnection, limit: int) -> None:
+        super().__init__(limit)
+        self.ws = ws
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    @property
+    def writes_directly(self) -> bool:
+        return True
+
+    def _direct(self, text: str) -> bool:
+        ws = self.ws
+        protocol = ws.protocol
+        if ws.paused or protocol.state is not OPEN or ws.transport.is_closing():
+            return False
+        if not protocol.extensions and not protocol.expect_continuation_frame:
+            # Exactly what protocol.send_text would write, built once for all readers.
+            ws.transport.write(_shared_frame.get(text))
+            return True
+        try:
+            protocol.send_text(text.encode())
+        except Exception:
+            return False
+        ws.send_data()
+        return True
+
+    def send_text(self, text: str) -> bool:
+        if (
+            self.close_code is None
+            and self._writer is None
+            and not self._queue
+            and self._direct(text)
+        ):
+            return True
+        if not super().send_text(text):
+            return False
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+        return True
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue and self.close_code is None:
+                batch = self._queue[:WRITE_BATCH]
+                del self._queue[:WRITE_BATCH]
+                if self._room is not None:
+                    self._room.set()
+                for text in batch:
+                    if self.close_code is not None:
+                        return
+                    if not self._direct(text):
+                        await self.ws.send(text)  # waits for room: the queue absorbs meanwhile
+        except ConnectionClosed:
+            self.peer_closed(1006)
+        except Exception:
+            self.peer_closed(1006)
+        finally:
+            self._writer = None
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self.close_code is not None:
+            return
+        super().close(code, reason)
+        if not self.peer_gone:
+            self._closer = asyncio.get_running_loop().create_task(self._send_close())
+
+    async def _send_close(self) -> None:
+        with contextlib.suppress(Exception):
+            # websockets' own close_timeout bounds the handshake; this bounds the rest.
+            await asyncio.wait_for(
+                self.ws.close(self.close_code or 1000, self.close_reason), CLOSE_TIMEOUT
+            )
+
+
+ProcessRequest = Callable[[ServerConnection, Request], Response | None]
+
+
+def _process_request(origins: OriginPolicy) -> ProcessRequest:
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        if request.path.split("?", 1)[0] != PATH:
+            return connection.respond(HTTPStatus.NOT_FOUND, "Not Found\n")
+        if not origins.allows(request.headers.get("Origin")):
+            return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
+        return None
+
+    return process_request
+
+
+async def _handle(hub: Hub, ws: ServerConnection) -> None:
+    if hub.shutting_down:
+        await ws.close(CLOSE_RESTART, RESTART_REASON)
+        return
+    conn = WebsocketsConnection(ws, hub.settings.hub_send_queue)
+    session = Session(hub, conn)
+    hub.connections.add(conn)
+    metrics.client_connected("ws")
+    try:
+        while True:  # until ConnectionClosed: once we closed, read on to see the peer's answer
+            message = await ws.recv()
+            if conn.closed:
+                continue
+            if isinstance(message, str):
+                await session.handle_text(message)
+            else:
+                session.handle_binary()
+    except ConnectionClosed:
+        pass
+    except Exception:
+        # A bug or a store failure must not leave a connection that no longer reads.
+        log.exception("WebSocket session failed")
+        conn.close(1011, "internal error")
+    finally:
+        conn.peer_closed(ws.close_code if ws.close_code is not None else 1006)
+        await session.close()
+        hub.connections.discard(conn)
+        metrics.client_disconnected("ws")
+        if conn._closer is not None:
+            with contextlib.suppress(Exception):
+                await conn._closer
+        writer = conn._writer
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(BaseException):
+                await writer
+        conn._mark_finished()
+
+
+async def start_ws_server(
+    hub: Hub,
+    origins: OriginPolicy,
+    *,
+    max_size: int,
+    host: str | None = None,
+    port: int | None = None,
+    sock: socket.socket | None = None,
+) -> Server:
+    """Listen for /v1/ws on host:port (or an already bound `sock`) with the hub's settings."""
+    settings = hub.settings
+
+    async def handler(ws: ServerConnection) -> None:
+        await _handle(hub, ws)
+
+    where = {"sock": sock} if sock is not None else {"host": host, "port": port}
+    return await serve(
+        handler,
+        **where,  # type: ignore[arg-type]
+        process_request=_process_request(origins),
+        compression="deflate" if settings.hub_ws_compression else None,
+        max_size=max_size,
+        ping_interval=settings.hub_ping_interval,
+        ping_timeout=settings.hub_ping_timeout,
+        server_header=None,
+        backlog=4096,
+    )
