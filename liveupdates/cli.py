@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.verbose:
         # One line per poll and per request drowns what matters; -v brings them back.
-        for noisy in ("apscheduler", "httpx"):
+        for noisy in ("apscheduler", "httpx", "websockets.server"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if args.command == "feeds":
