@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -148,19 +148,13 @@ class Ingestor:
         report.hint = hint
         return report
 
-    async def ingest(
-        self, snapshot: Snapshot, digest: str | None = None
-    ) -> tuple[list[LogEntry], bool]:
-        """Store `snapshot` if a reader would see a difference. Returns (entries, damped).
-
-        `digest` is the snapshot's content_hash, when the caller has it already."""
-        entries, damped, _ = await self._ingest(snapshot, digest)
-        return entries, damped
-
     async def _ingest(
         self, snapshot: Snapshot, digest: str | None
     ) -> tuple[list[LogEntry], bool, str]:
-        """`ingest`, also returning the id of the story the snapshot was matched to."""
+        """Store `snapshot` if a reader would see a difference.
+
+        Returns (entries, damped, id of the story the snapshot was matched to). `digest` is the
+        snapshot's content_hash, when the caller has it already."""
         known = await self.store.find_story_id(snapshot.feed, snapshot.guid, snapshot.url)
         if known and known != snapshot.id:
             # The feed rewrote the guid or the link: it is still the story we know.
@@ -234,8 +228,3 @@ class Ingestor:
         if errors is None and state is not None:
             errors = state.consecutive_errors
         return PollReport(outcome=outcome, retry_after=retry_after, consecutive_errors=errors)
-
-
-async def poll_all(ingestor: Ingestor, feeds: Sequence[FeedConfig]) -> list[PollReport]:
-    """Poll each feed once, one after the other (the CLI's use)."""
-    return [await ingestor.poll(feed) for feed in feeds]
