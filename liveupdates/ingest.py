@@ -35,7 +35,7 @@ class PollReport:
     retry_after: float | None = None
     damped: int = 0  # changes ignored as flip-flops
     hint: float | None = None  # seconds the feed says it stays fresh (ttl, max-age)
-    consecutive_errors: int | None = None  # the feed's count after this poll, as stored
+    consecutive_errors: int = 0  # the feed's count after this poll, as stored
 
 
 def read_feed(
@@ -84,7 +84,14 @@ class Ingestor:
             url = resolve_url(feed.url, self.self_url)
         except FeedError as exc:
             failed = replace(state, consecutive_errors=state.consecutive_errors + 1)
-            return await self._finish(feed, started, "error", error=str(exc), state=failed)
+            return await self._finish(
+                feed,
+                started,
+                "error",
+                error=str(exc),
+                state=failed,
+                errors=failed.consecutive_errors,
+            )
         result = await self.fetcher.fetch(url, state)
         new_state = next_fetch_state(state, result, now=time.time())
         parsed = None
@@ -209,10 +216,13 @@ class Ingestor:
         entries: int = 0,
         events: int = 0,
         retry_after: float | None = None,
-        state: FetchState | None = None,
-        errors: int | None = None,
+        state: FetchState | None,
+        errors: int,
     ) -> PollReport:
-        """Record the outcome, and `state` (the feed's new fetch state) with it if given."""
+        """Record the outcome, and `state` (the feed's new fetch state) with it if given.
+
+        `errors` is the feed's consecutive error count after this poll, passed even when `state`
+        is None (unchanged, so not written) because the scheduler plans the next poll from it."""
         outcome = PollOutcome(
             feed_id=feed.id,
             at=utcnow_iso(),
@@ -225,6 +235,4 @@ class Ingestor:
         )
         await self.store.record_poll(outcome, state)
         metrics.observe_poll(outcome.status, outcome.duration_ms / 1000)
-        if errors is None and state is not None:
-            errors = state.consecutive_errors
         return PollReport(outcome=outcome, retry_after=retry_after, consecutive_errors=errors)

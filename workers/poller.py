@@ -215,7 +215,7 @@ class FeedScheduler:
         feed = self._feeds.get(feed_id)
         if feed is None:
             return  # removed while it was being polled
-        delay = await self._delay_after(feed, report)
+        delay = self._delay_after(feed, report)
         if feed_id in self._again:
             self._again.discard(feed_id)
             delay = 0.0
@@ -269,14 +269,12 @@ class FeedScheduler:
         except Exception:
             log.exception("could not drop the due time of feed %s", feed_id)
 
-    async def _delay_after(self, feed: FeedConfig, report: PollReport | None) -> float:
+    def _delay_after(self, feed: FeedConfig, report: PollReport | None) -> float:
         if report is None:
             errors, events, retry_after, hint = 1, 0, None, None
         else:
-            errors = report.consecutive_errors
-            if errors is None:  # not reported: ask the store
-                errors = (await self.ingestor.store.get_fetch_state(feed.id)).consecutive_errors
-            events, retry_after, hint = report.outcome.events, report.retry_after, report.hint
+            errors, events = report.consecutive_errors, report.outcome.events
+            retry_after, hint = report.retry_after, report.hint
         plan = plan_next_poll(
             interval=feed.interval_seconds,
             adaptive=feed.adaptive,
