@@ -42,9 +42,6 @@ class InMemoryBus:
             if not subs:
                 del self._subs[sub.channel]
 
-    async def unsubscribe(self, sub: Subscription) -> None:
-        await sub.close()
-
     async def read_since(self, channel: str, since: int, limit: int) -> list[LogEntry]:
         return await self.store.read_log(channel, since, limit)
 

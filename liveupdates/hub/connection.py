@@ -2,9 +2,9 @@
 
 The other adapter, for the `websockets` library's own server (`hub_ws_port`), is in wsserver.py.
 
-The fan-out only ever calls `send_text` (synchronous, never waits) and `close`. Everything a
-transport needs to do lives behind `QueuedConnection._write`/`_finish`, so a benchmark can swap the
-transport (raw `websockets`, a socket pair) without touching the hub.
+The fan-out only ever calls `send_text` (synchronous, never waits) and `close`; the hub and the
+session use nothing beyond the `Connection` interface, so a transport is one `QueuedConnection`
+subclass (this module's, wsserver.py's, sse.py's) and the hub does not change with it.
 """
 
 from __future__ import annotations
@@ -77,10 +77,6 @@ class QueuedConnection:
     @property
     def closed(self) -> bool:
         return self.close_code is not None
-
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
 
     def send_text(self, text: str) -> bool:
         if self.close_code is not None:
@@ -241,10 +237,10 @@ class WebSocketConnection(QueuedConnection):
     it; otherwise it joins the queue.
     """
 
-    def __init__(self, websocket: WebSocket, limit: int, *, direct: bool = True) -> None:
+    def __init__(self, websocket: WebSocket, limit: int) -> None:
         super().__init__(limit)
         self.websocket = websocket
-        self._direct = direct_writer(websocket) if direct else None
+        self._direct = direct_writer(websocket)
         self._in_flight = False  # the writer holds frames not yet written: keep order, queue
 
     @property
