@@ -23,25 +23,23 @@ def _story_ref(snapshot: Snapshot, version: int) -> dict[str, Any]:
     }
 
 
-def created_event(snapshot: Snapshot, *, at: str | None = None) -> dict[str, Any]:
+def created_event(snapshot: Snapshot) -> dict[str, Any]:
     return {
         "kind": "created",
         "story": _story_ref(snapshot, 1),
         "summary": summarise_created(snapshot),
-        "at": at or utcnow_iso(),
+        "at": utcnow_iso(),
     }
 
 
-def updated_event(
-    old: Snapshot, new: Snapshot, old_version: int, *, at: str | None = None
-) -> dict[str, Any]:
+def updated_event(old: Snapshot, new: Snapshot, old_version: int) -> dict[str, Any]:
     d = diff(old, new, old_version, old_version + 1)
     return {
         "kind": "updated",
         "story": _story_ref(new, old_version + 1),
         "diff": d,
         "summary": summarise(d),
-        "at": at or utcnow_iso(),
+        "at": utcnow_iso(),
     }
 
 
