@@ -26,6 +26,7 @@ from typing import Literal
 import httpx
 
 from liveupdates import __version__
+from liveupdates.feeds.backoff import MAX_RETRY_AFTER
 from liveupdates.models import FetchState
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,8 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_TOTAL_TIMEOUT = 20.0
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 MAX_REDIRECTS = 5
-# Longer than a day is more likely a broken server than a real request; the feed is retried anyway.
-MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
+# The backoff's cap on a Retry-After: one limit, whichever end of the pipeline applies it.
+MAX_RETRY_AFTER_SECONDS = MAX_RETRY_AFTER
 _ALLOWED_SCHEMES = ("http", "https")
 _RETRY_AFTER_STATUSES = (429, 503)
 
