@@ -7,15 +7,12 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from liveupdates import __version__
 from liveupdates.settings import Settings, SettingsError, load_settings
-
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 class CliError(Exception):
@@ -32,7 +29,7 @@ async def _poll(settings: Settings, target: str) -> int:
     from liveupdates.feeds.config import FeedError, check_url, load_feeds
     from liveupdates.ingest import Ingestor
     from liveupdates.models import FeedConfig
-    from liveupdates.runtime import make_fetcher, open_store
+    from liveupdates.runtime import make_fetcher, open_store, self_url_from_env
 
     backends = await open_store(settings)
     try:
@@ -55,7 +52,7 @@ async def _poll(settings: Settings, target: str) -> int:
                 backends.store,
                 fetcher,
                 flipflop_window=settings.poll_flipflop_window,
-                self_url=os.environ.get("LIVEUPDATES_URL", DEFAULT_URL),
+                self_url=self_url_from_env(),
             )
             report = await ingestor.poll(feed)
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 from liveupdates.bus.base import Bus
@@ -12,6 +13,14 @@ from liveupdates.settings import Settings
 from liveupdates.store.base import Store
 
 log = logging.getLogger("liveupdates")
+
+DEFAULT_SELF_URL = "http://127.0.0.1:8000"
+
+
+def self_url_from_env() -> str:
+    """The service's base URL for `{self}` feeds in a process that does not serve it itself
+    (`worker`, `poll`): $LIVEUPDATES_URL, else the default `serve` address."""
+    return os.environ.get("LIVEUPDATES_URL", DEFAULT_SELF_URL)
 
 
 @dataclass

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import AsyncIterator
 
 from liveupdates.ingest import Ingestor, Publish
-from liveupdates.runtime import make_fetcher, open_store, seed_feeds
+from liveupdates.runtime import make_fetcher, open_store, seed_feeds, self_url_from_env
 from liveupdates.settings import Settings
 from liveupdates.store.base import Store
 from workers.claims import claims_for, lease_for
@@ -81,8 +80,7 @@ async def run_worker(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
     try:
         await seed_feeds(backends.store, settings)
-        self_url = os.environ.get("LIVEUPDATES_URL", "http://127.0.0.1:8000")
-        async with running_poller(settings, backends.store, self_url=self_url):
+        async with running_poller(settings, backends.store, self_url=self_url_from_env()):
             log.info("worker polling (%s mode)", backends.mode)
             await stop.wait()
     finally:
