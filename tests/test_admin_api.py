@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from liveupdates.settings import Settings
 from tests.support.adminservice import AdminService
 from tests.support.feedserver import FeedServer
 from tests.support.stories import bridge_story, rss
+from tests.support.waiting import until
 
 TOKEN = "s3cret-admin-token"
 ALICE = "alice-token-0123456789"
@@ -26,17 +27,6 @@ ALICE = "alice-token-0123456789"
 
 def ts(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Retry an async check until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -156,7 +146,7 @@ async def test_crud_health_poll_now_and_audit(
         return body if body["health"]["last_result"] == "ok" else None
 
     # A new feed is polled at once by the running scheduler.
-    feed = await eventually(polled)
+    feed = await until(polled)
     health = feed["health"]
     assert health["status"] == "ok"
     assert health["stories"] == 1 and health["entries_last_poll"] == 1
@@ -164,7 +154,7 @@ async def test_crud_health_poll_now_and_audit(
     assert health["etag"] and health["etag"].startswith('"')
     assert ts(health["last_poll_at"]) <= time.time() + 1
     # The adaptive rule: the poll found a new story (live), so within the interval.
-    await eventually(
+    await until(
         lambda: _next_poll_within(client, feed_id, 0, 3600 + 5),
     )
 
@@ -244,7 +234,7 @@ async def test_failing_feed_stays_scheduled_and_visible(
         body = (await client.get("/v1/admin/feeds/broken")).json()
         return body if body["health"]["consecutive_errors"] >= 2 else None
 
-    body = await eventually(failing_twice)
+    body = await until(failing_twice)
     health = body["health"]
     assert health["status"] == "failing"
     assert health["last_result"] == "error" and health["last_http_status"] == 500
@@ -277,7 +267,7 @@ async def test_changes_persist_across_a_restart(tmp_path: Path, feed_server: Fee
             feed = (await c.get("/v1/admin/feeds/p")).json()
             assert (feed["interval_seconds"], feed["adaptive"]) == (45, False)
             # The restarted scheduler plans it again (a fixed feed: within its interval).
-            await eventually(lambda: _next_poll_within(c, "p", 0, 46))
+            await until(lambda: _next_poll_within(c, "p", 0, 46))
             audit = (await c.get("/v1/admin/audit")).json()["audit"]
             assert [a["action"] for a in audit] == ["feed.update", "feed.create"]
 
@@ -384,14 +374,14 @@ async def test_redis_mode_a_web_change_reaches_a_separate_worker(
             )
             assert r.status_code == 201
             # The worker picks the new feed up from Redis, polls it, and plans the next poll.
-            await eventually(lambda: _next_poll_within(c, "r", 60, 3600 + 5))
+            await until(lambda: _next_poll_within(c, "r", 60, 3600 + 5))
             assert feed_server.count("/r.xml") == 1
 
             await c.patch("/v1/admin/feeds/r", json={"interval_seconds": 2})
             started = time.monotonic()
-            await eventually(lambda: _next_poll_within(c, "r", 0, 2.5), timeout=5)
+            await until(lambda: _next_poll_within(c, "r", 0, 2.5), timeout=5)
             assert time.monotonic() - started < 1.5
-            await eventually(lambda: _polled_twice(feed_server, "/r.xml"), timeout=5)
+            await until(lambda: _polled_twice(feed_server, "/r.xml"), timeout=5)
 
             # Poll now is answered by the web process itself.
             r = await c.post("/v1/admin/feeds/r/poll")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -20,17 +20,11 @@ from liveupdates.settings import Settings
 from liveupdates.store.redis import RedisStore
 from tests.support.feedserver import FeedServer
 from tests.support.stories import bridge_story, rss
+from tests.support.waiting import until
 from workers.claims import LocalClaims, RedisClaims, claims_for, lease_for
 from workers.poller import FeedScheduler
 
 SETTINGS = Settings(poll_min_interval=0.1, poll_jitter=0.0, fetch_total_timeout=2.0)
-
-
-async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -115,15 +109,13 @@ async def test_two_workers_poll_each_feed_once_per_interval_and_take_over_a_dead
     two = await Worker(stores[1], lease=1.0).start()
     try:
         started = time.monotonic()
-        await wait_for(
-            lambda: feed_server.count("/a.xml") >= 6 and feed_server.count("/b.xml") >= 6
-        )
+        await until(lambda: feed_server.count("/a.xml") >= 6 and feed_server.count("/b.xml") >= 6)
         elapsed = time.monotonic() - started
         for name in ("a", "b"):
             # One poll per interval between the two of them (plus the first, at once).
             assert feed_server.count(f"/{name}.xml") <= elapsed / interval + 2
             # Every request came from a poll one of them reported (a poll may still be ending).
-            await wait_for(
+            await until(
                 lambda n=name: one.polls(n) + two.polls(n) == feed_server.count(f"/{n}.xml"), 2.0
             )
 
@@ -131,7 +123,7 @@ async def test_two_workers_poll_each_feed_once_per_interval_and_take_over_a_dead
         holder, survivor = (one, two) if one.polls("a") >= two.polls("a") else (two, one)
         await holder.stop()
         before = {name: survivor.polls(name) for name in ("a", "b")}
-        await wait_for(
+        await until(
             lambda: all(survivor.polls(n) >= before[n] + 3 for n in ("a", "b")), timeout=6.0
         )
     finally:
@@ -160,9 +152,9 @@ async def test_a_feed_held_by_a_worker_that_died_mid_poll_is_taken_after_the_lea
         assert health is not None and health.next_poll_at and due is not None
         shown = datetime.fromisoformat(health.next_poll_at.replace("Z", "+00:00"))
         assert abs(shown.timestamp() - due) < 0.01
-        await wait_for(lambda: worker.polls("a") >= 1, timeout=lease + 3)
+        await until(lambda: worker.polls("a") >= 1, timeout=lease + 3)
         assert time.monotonic() - claimed_at >= lease - 0.1  # not before the lease ran out
-        await wait_for(lambda: worker.polls("a") >= 3)
+        await until(lambda: worker.polls("a") >= 3)
     finally:
         await worker.stop()
 
@@ -178,7 +170,7 @@ async def test_planned_poll_time_in_the_store_is_the_shared_due_time(
     two = await Worker(stores[1], lease=5.0).start()
     claims = RedisClaims(stores[2].client, stores[2].prefix)
     try:
-        await wait_for(lambda: len(one.reports) + len(two.reports) >= 1)
+        await until(lambda: len(one.reports) + len(two.reports) >= 1)
         await one.scheduler.flush_plans()
         await two.scheduler.flush_plans()
 
@@ -191,12 +183,11 @@ async def test_planned_poll_time_in_the_store_is_the_shared_due_time(
             return shown.timestamp(), due
 
         # Both workers settle on the holder's plan; compare once the writes have landed.
-        deadline = time.monotonic() + 5
-        while True:
+        async def settled() -> tuple[float, float] | None:
             shown, due = await shown_and_due()
-            if abs(shown - due) < 0.05 or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.05)
+            return (shown, due) if abs(shown - due) < 0.05 else None
+
+        shown, due = await until(settled, timeout=5, interval=0.05)
         assert abs(shown - due) < 0.05
         assert time.time() < due <= time.time() + 2.1
     finally:

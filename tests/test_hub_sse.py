@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from tests.support.hubserver import DEADLINE, HubServerHandle, StartHub
+from tests.support.waiting import until
 
 
 @dataclass
@@ -183,8 +184,4 @@ async def test_client_leaving_frees_the_channel(hub_server: HubServerHandle) -> 
     ):
         await next_event(events(response))
         assert hub.hub.fanout.members("story:bridge") == 1
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE
-    while hub.hub.fanout.members("story:bridge"):
-        assert loop.time() < deadline
-        await asyncio.sleep(0.01)
+    await until(lambda: not hub.hub.fanout.members("story:bridge"), timeout=DEADLINE, interval=0.01)

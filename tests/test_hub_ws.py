@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 from websockets.asyncio.client import connect
@@ -11,6 +10,7 @@ from websockets.exceptions import InvalidStatus
 
 from liveupdates.models import FeedConfig
 from tests.support.hubserver import HubServerHandle, StartHub
+from tests.support.waiting import until
 
 
 async def test_fresh_channel_subscribes_at_zero_and_gets_the_update(
@@ -186,7 +186,7 @@ async def test_one_bus_subscription_per_channel_however_many_clients(
         assert hub.hub.fanout.members("story:bridge") == 2
         # Under uvicorn, frames go straight to the socket while it has room.
         assert all(c.writes_directly for c in hub.hub.connections)
-    await _until(lambda: hub.bus.subscriber_count("story:bridge") == 0)
+    await until(lambda: hub.bus.subscriber_count("story:bridge") == 0, timeout=5.0, interval=0.01)
 
 
 async def test_200_clients_each_get_every_update_once(hub_server: HubServerHandle) -> None:
@@ -240,14 +240,6 @@ async def test_shutdown_closes_clients_with_1012(start_hub_server: StartHub) -> 
         stopping = asyncio.create_task(hub.stop())
         assert await client.closed_with() == 1012
         await stopping
-
-
-async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.01)
 
 
 def _feed(feed_id: str) -> FeedConfig:

@@ -7,7 +7,6 @@ real uvicorn app in the same event loop, over the same Hub.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from websockets.exceptions import InvalidStatus
 from liveupdates.hub.wsserver import WebsocketsConnection
 from liveupdates.settings import SettingsError, load_settings
 from tests.support.hubserver import HubServerHandle, StartHub, WSClient
+from tests.support.waiting import until
 
 # The same tests, collected again in this module, where `start_hub_server` (and so `hub_server`)
 # serve /v1/ws on the websockets transport.
@@ -72,7 +72,7 @@ async def test_clients_of_both_transports_share_one_hub(hub_server: HubServerHan
         a, b = await native.expect("update"), await asgi.expect("update")
         assert a == b
         assert a["seq"] == entries[0].seq
-    await _until(lambda: not hub.hub.connections)
+    await until(lambda: not hub.hub.connections, timeout=5.0, interval=0.01)
 
 
 async def test_other_paths_are_not_found(hub_server: HubServerHandle) -> None:
@@ -87,8 +87,8 @@ async def test_a_client_that_goes_away_leaves_no_trace(hub_server: HubServerHand
     await hub.publish("bridge")
     async with hub.ws() as client:
         await client.subscribe("story:bridge")
-    await _until(lambda: not hub.hub.connections)
-    await _until(lambda: not hub.hub.fanout.members("story:bridge"))
+    await until(lambda: not hub.hub.connections, timeout=5.0, interval=0.01)
+    await until(lambda: not hub.hub.fanout.members("story:bridge"), timeout=5.0, interval=0.01)
 
 
 def test_hub_ws_port_setting() -> None:
@@ -96,11 +96,3 @@ def test_hub_ws_port_setting() -> None:
     assert load_settings({"LIVEUPDATES_HUB_WS_PORT": "8001"}).hub_ws_port == 8001
     with pytest.raises(SettingsError, match="hub_ws_port"):
         load_settings({"LIVEUPDATES_HUB_WS_PORT": "70000"})
-
-
-async def _until(predicate: Any, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.01)

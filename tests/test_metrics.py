@@ -5,8 +5,6 @@ The registry is per process and shared by every test in it, so tests compare bef
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from liveupdates.store.sqlite import SQLiteStore
 from tests.support.feedserver import FeedServer
 from tests.support.hubserver import HubServerHandle
 from tests.support.stories import bridge_story, rss
+from tests.support.waiting import until
 
 
 def test_recent_counts_keep_a_window_of_minutes() -> None:
@@ -101,10 +100,11 @@ async def test_hub_counts_clients_messages_and_latency(hub_server: HubServerHand
         await ws.expect("update")
         assert value("liveupdates_messages_sent_total", transport="ws") == sent + 1
         assert value("liveupdates_publish_to_send_seconds_count") == timed + 1
-    deadline = time.monotonic() + 5
-    while metrics.connected_clients() != clients:
-        assert time.monotonic() < deadline, "the gauge did not come back down"
-        await asyncio.sleep(0.02)
+    await until(
+        lambda: metrics.connected_clients() == clients,
+        timeout=5,
+        message="the gauge did not come back down",
+    )
 
 
 async def test_sse_clients_are_counted(hub_server: HubServerHandle) -> None:
@@ -115,10 +115,10 @@ async def test_sse_clients_are_counted(hub_server: HubServerHandle) -> None:
         client.stream("GET", "/v1/sse", params={"channel": "story:s2"}) as response,
     ):
         assert response.status_code == 200
-        deadline = time.monotonic() + 5
-        while value("liveupdates_connected_clients", transport="sse") != before + 1:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
+        await until(
+            lambda: value("liveupdates_connected_clients", transport="sse") == before + 1,
+            timeout=5,
+        )
 
 
 def test_metrics_text_format_has_every_family() -> None:

@@ -20,6 +20,7 @@ from liveupdates.ops.cli import feeds_table, parse_duration, relative
 from tests.support.adminservice import AdminService
 from tests.support.feedserver import FeedServer
 from tests.support.stories import bridge_story, rss
+from tests.support.waiting import until_sync
 
 TOKEN = "cli-test-token"
 REPO = Path(__file__).resolve().parent.parent
@@ -70,26 +71,23 @@ def test_set_every_moves_the_next_poll_within_a_second(
     assert "added hot" in out
 
     # Wait for the first poll; after it the next one is planned far away (hour-scale interval).
-    deadline = time.monotonic() + 10
-    while True:
+    def polled() -> dict[str, Any] | None:
         health = listed(url)["hot"]["health"]
-        if health["last_result"] == "ok" and health["next_poll_at"]:
-            break
-        assert time.monotonic() < deadline, health
-        time.sleep(0.1)
+        return health if health["last_result"] == "ok" and health["next_poll_at"] else None
+
+    health = until_sync(polled, 10, lambda: listed(url)["hot"]["health"], interval=0.1)
     assert ts(health["next_poll_at"]) > time.time() + 600
 
     started = time.time()
     out = feeds(url, "set", "hot", "--every", "10s").stdout
     assert "hot: every 10s" in out
-    deadline = started + 1.0
-    while True:
-        nxt = ts(listed(url)["hot"]["health"]["next_poll_at"])
-        if nxt <= time.time() + 10.5:
-            break
-        # The CLI's own process start-up is not the service's doing: allow it on top.
-        assert time.time() < deadline + 2.0, "next poll time did not move"
-        time.sleep(0.05)
+    # Within a second; the CLI's own process start-up is not the service's doing: allow it on top.
+    until_sync(
+        lambda: ts(listed(url)["hot"]["health"]["next_poll_at"]) <= time.time() + 10.5,
+        timeout=started + 1.0 + 2.0 - time.time(),
+        message="next poll time did not move",
+        interval=0.05,
+    )
 
     table = feeds(url, "list").stdout
     row = next(line for line in table.splitlines() if line.startswith("hot "))

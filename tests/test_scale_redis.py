@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 
 from liveupdates.models import story_channel
 from liveupdates.store.redis import RedisStore
+from tests.support import waiting
 from tests.support.feedserver import FeedServer
 from tests.support.stories import bridge_story, rss
 
@@ -130,14 +130,13 @@ class Client:
 
 async def until(probe: Any, what: str, timeout: float = START_DEADLINE) -> Any:
     """Await `probe()` until it returns something truthy (errors count as not yet)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def attempt() -> Any:
         with contextlib.suppress(httpx.HTTPError, OSError):
-            result = await probe()
-            if result:
-                return result
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f}s"
-        await asyncio.sleep(0.1)
+            return await probe()
+        return None
+
+    return await waiting.until(attempt, timeout, f"{what}: not within {timeout:.0f}s", 0.1)
 
 
 @pytest.fixture

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from liveupdates.models import FeedConfig
@@ -12,15 +9,8 @@ from liveupdates.settings import Settings
 from liveupdates.store.sqlite import SQLiteStore
 from tests.support.feedserver import FeedServer
 from tests.support.stories import bridge_story, rss
+from tests.support.waiting import until
 from workers.main import running_poller
-
-
-async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.02)
-
 
 SETTINGS = Settings(poll_min_interval=0.1, poll_jitter=0.0)
 
@@ -48,8 +38,8 @@ async def test_feeds_polled_independently_and_failures_isolated(
     )
     async with running_poller(SETTINGS, store):
         # The good feed keeps being polled while another hangs and a third fails.
-        await wait_for(lambda: feed_server.count("/good.xml") >= 4)
-        await wait_for(lambda: feed_server.count("/broken.xml") >= 2)
+        await until(lambda: feed_server.count("/good.xml") >= 4)
+        await until(lambda: feed_server.count("/broken.xml") >= 2)
         health = await store.feed_health("broken")
         assert health is not None and health.fetch.consecutive_errors >= 2
         assert "500" in (health.last_error or "")
@@ -66,21 +56,21 @@ async def test_interval_pause_and_new_feed_act_without_restart(
     feed = FeedConfig(id="a", url=feed_server.url("/a.xml"), interval_seconds=3600)
     await store.upsert_feed(feed)
     async with running_poller(SETTINGS, store) as scheduler:
-        await wait_for(lambda: feed_server.count("/a.xml") == 1)
+        await until(lambda: feed_server.count("/a.xml") == 1)
         # An hour away; ops make it hot: the next poll comes within the new interval.
         feed.interval_seconds = 0.2
         await store.upsert_feed(feed)
-        await wait_for(lambda: feed_server.count("/a.xml") >= 3)
+        await until(lambda: feed_server.count("/a.xml") >= 3)
         feed.paused = True
         await store.upsert_feed(feed)
-        await wait_for(lambda: "a" not in scheduler.job_ids())
+        await until(lambda: "a" not in scheduler.job_ids())
         paused_at = feed_server.count("/a.xml")
 
         feed_server.set("/b.xml", rss([bridge_story(guid="b-1")]))
         await store.upsert_feed(
             FeedConfig(id="b", url=feed_server.url("/b.xml"), interval_seconds=0.2)
         )
-        await wait_for(lambda: feed_server.count("/b.xml") >= 2)
+        await until(lambda: feed_server.count("/b.xml") >= 2)
         # "a" stayed paused while "b" was picked up and polled twice.
         assert feed_server.count("/a.xml") <= paused_at + 1
     await store.close()
