@@ -15,6 +15,7 @@ from typing import Any
 
 from liveupdates import metrics
 from liveupdates.events import channels_for, created_event, updated_event, utcnow_iso
+from liveupdates.feeds.config import FeedError, resolve_url
 from liveupdates.feeds.fetch import Fetcher, next_fetch_state
 from liveupdates.feeds.normalise import content_hash, normalise_entry
 from liveupdates.feeds.parse import ParsedFeed, parse_feed
@@ -76,8 +77,6 @@ class Ingestor:
         self.self_url = self_url
 
     async def poll(self, feed: FeedConfig) -> PollReport:
-        from liveupdates.feeds.config import FeedError, resolve_url
-
         started = time.monotonic()
         state = await self.store.get_fetch_state(feed.id)
         try:
