@@ -56,6 +56,8 @@ def test_canonical_url_returns_garbage_stripped(garbage: str) -> None:
 
 def test_tracking_params_are_a_frozenset_of_lowercase_names() -> None:
     assert isinstance(TRACKING_PARAMS, frozenset)
+    # _is_tracking lowercases the query key first: an upper-case entry could never match.
+    assert all(name == name.lower() for name in TRACKING_PARAMS)
     assert {"fbclid", "gclid", "mc_cid", "mc_eid", "ocid", "cmpid", "at_medium"} <= TRACKING_PARAMS
 
 
@@ -67,7 +69,7 @@ def test_story_id_is_short_url_safe_and_ignores_link_noise() -> None:
     }
     assert len(ids) == 1
     (only,) = ids
-    assert re.fullmatch(r"[a-z0-9]{16}", only)
+    assert re.fullmatch(r"[a-z2-7]{16}", only)  # base32, as story_id promises
 
 
 def test_story_id_prefers_guid_over_url() -> None:
