@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.frames import Frame as WireFrame
 from websockets.frames import Opcode
 from websockets.protocol import OPEN
+from websockets.protocol import Protocol as SansIOProtocol
 
 from liveupdates import metrics
 from liveupdates.hub.protocol import CLOSE_TOO_SLOW
@@ -134,6 +135,10 @@ class QueuedConnection:
                 self._waiter = None
         if self.close_code is not None:
             return None
+        return self._take(max_frames)
+
+    def _take(self, max_frames: int) -> list[str]:
+        """Up to `max_frames` queued frames, now: a paced sender may then add more."""
         batch = self._queue[:max_frames]
         del self._queue[:max_frames]
         if self._room is not None:
@@ -162,7 +167,7 @@ class _SharedWireFrame:
     The fan-out hands one `str` object to every reader of a channel in turn; a server frame
     without extensions (permessage-deflate off, the default) is the same bytes for all of them.
     Serializing once per update instead of once per reader is what the fan-out profile asked for
-    (bench/README.md): websockets' send_text/send_frame/serialize was about a third of the
+    (README.md, "Benchmarks"): websockets' send_text/send_frame/serialize was about a third of the
     per-reader cost.
     """
 
@@ -182,10 +187,30 @@ class _SharedWireFrame:
 _shared_frame = _SharedWireFrame()
 
 
+def write_text_frame(protocol: SansIOProtocol, write: Callable[[bytes], object], text: str) -> bool:
+    """Write one text frame of `protocol` (websockets' sans-I/O state) with `write`, now.
+
+    Both WebSocket transports call this for their synchronous writes. False if the protocol
+    cannot send now (not OPEN, mid-message): the caller queues the frame instead.
+    """
+    if protocol.state is not OPEN:
+        return False
+    if not protocol.extensions and not protocol.expect_continuation_frame:
+        # Exactly what protocol.send_text would write, built once for all readers.
+        write(_shared_frame.get(text))
+        return True
+    try:
+        protocol.send_text(text.encode())
+    except Exception:
+        return False
+    write(b"".join(protocol.data_to_send()))
+    return True
+
+
 def direct_writer(websocket: WebSocket) -> DirectWrite | None:
     """A synchronous frame writer straight into uvicorn's transport, when we can have one.
 
-    Measured (docs: fanout-measurements), a synchronous write per client is about twice as cheap as
+    Measured (README.md, "Benchmarks"), a synchronous write per client is about twice as cheap as
     waking a writer task per client per frame. ASGI offers only an async `send`, so this reaches
     into uvicorn's websockets-sansio protocol (found behind the ASGI `receive` callable, which
     Starlette does not wrap). Anything unexpected and it returns None: the queue-and-writer path
@@ -203,8 +228,6 @@ def direct_writer(websocket: WebSocket) -> DirectWrite | None:
     except AttributeError:  # pragma: no cover - a uvicorn whose internals moved
         return None
 
-    shared = _shared_frame
-
     def write(text: str) -> bool:
         # Only while the socket buffer is below its high-water mark: past it, frames wait in our
         # bounded queue, which is what detects a slow reader.
@@ -215,17 +238,9 @@ def direct_writer(websocket: WebSocket) -> DirectWrite | None:
             or transport.is_closing()
         ):
             return False
-        if not ws.extensions and ws.state is OPEN and not ws.expect_continuation_frame:
-            # Exactly what ws.send_text would write, built once for all readers. uvicorn flushes
-            # the protocol's output after every event, so nothing of its own waits to go first.
-            transport.write(shared.get(text))
-            return True
-        try:
-            ws.send_text(text.encode())
-        except Exception:
-            return False
-        transport.write(b"".join(ws.data_to_send()))
-        return True
+        # uvicorn flushes the protocol's output after every event, so nothing of its own waits
+        # to go before this frame.
+        return write_text_frame(ws, transport.write, text)
 
     return write
 

@@ -21,10 +21,14 @@ from http import HTTPStatus
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import OPEN
 
 from liveupdates import metrics
-from liveupdates.hub.connection import CLOSE_TIMEOUT, WRITE_BATCH, QueuedConnection, _shared_frame
+from liveupdates.hub.connection import (
+    CLOSE_TIMEOUT,
+    WRITE_BATCH,
+    QueuedConnection,
+    write_text_frame,
+)
 from liveupdates.hub.core import RESTART_REASON, Hub
 from liveupdates.hub.origins import OriginPolicy
 from liveupdates.hub.protocol import CLOSE_RESTART
@@ -56,19 +60,9 @@ class WebsocketsConnection(QueuedConnection):
 
     def _direct(self, text: str) -> bool:
         ws = self.ws
-        protocol = ws.protocol
-        if ws.paused or protocol.state is not OPEN or ws.transport.is_closing():
+        if ws.paused or ws.transport.is_closing():
             return False
-        if not protocol.extensions and not protocol.expect_continuation_frame:
-            # Exactly what protocol.send_text would write, built once for all readers.
-            ws.transport.write(_shared_frame.get(text))
-            return True
-        try:
-            protocol.send_text(text.encode())
-        except Exception:
-            return False
-        ws.send_data()
-        return True
+        return write_text_frame(ws.protocol, ws.transport.write, text)
 
     def send_text(self, text: str) -> bool:
         if (
@@ -87,11 +81,7 @@ class WebsocketsConnection(QueuedConnection):
     async def _drain(self) -> None:
         try:
             while self._queue and self.close_code is None:
-                batch = self._queue[:WRITE_BATCH]
-                del self._queue[:WRITE_BATCH]
-                if self._room is not None:
-                    self._room.set()
-                for text in batch:
+                for text in self._take(WRITE_BATCH):
                     if self.close_code is not None:
                         return
                     if not self._direct(text):
