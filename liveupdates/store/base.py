@@ -6,8 +6,10 @@ pipeline and the hub never need to know which one they talk to.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from liveupdates.models import (
@@ -44,6 +46,37 @@ def error_text(outcome: PollOutcome) -> str | None:
     if outcome.status != "error":
         return None
     return outcome.error or (f"HTTP {outcome.http_status}" if outcome.http_status else "error")
+
+
+# -- encoding shared by the backends ----------------------------------------------------------
+
+
+def utc_now_iso() -> str:
+    """The time a stored version records (whole seconds, UTC)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def snapshot_record(snapshot: Snapshot) -> dict[str, Any]:
+    """A snapshot as a store keeps it: to_json() plus the guid.
+
+    to_json() drops guid (readers never see it) but the store needs it for identity matching.
+    """
+    data = snapshot.to_json()
+    data["guid"] = snapshot.guid
+    return data
+
+
+def snapshot_to_json(snapshot: Snapshot) -> str:
+    return json.dumps(snapshot_record(snapshot), ensure_ascii=False, separators=(",", ":"))
+
+
+def dump_event(event: dict[str, Any]) -> str:
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+
+
+def unique_channels(channels: Iterable[str]) -> list[str]:
+    # A channel named twice would get every event twice; callers never mean that.
+    return list(dict.fromkeys(channels))
 
 
 @runtime_checkable

@@ -69,8 +69,15 @@ from liveupdates.models import (
     Snapshot,
     StoredVersion,
 )
-from liveupdates.store.base import LogBounds, VersionConflict, error_text
-from liveupdates.store.sqlite import dump_event, snapshot_to_json, unique_channels, utc_now_iso
+from liveupdates.store.base import (
+    LogBounds,
+    VersionConflict,
+    dump_event,
+    error_text,
+    snapshot_record,
+    unique_channels,
+    utc_now_iso,
+)
 
 # How long a provisional epoch (looked at, never appended to) is kept.
 PROVISIONAL_TTL = 7 * 24 * 3600
@@ -504,7 +511,7 @@ class RedisStore:
             initial_epochs.append(pending or _new_epoch())
         version_json = json.dumps(
             {
-                "snapshot": json.loads(snapshot_to_json(snapshot)),
+                "snapshot": snapshot_record(snapshot),
                 "version": expected_version + 1,
                 "content_hash": content_hash,
                 "at": utc_now_iso(),

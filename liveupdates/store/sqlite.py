@@ -23,9 +23,8 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,7 +37,15 @@ from liveupdates.models import (
     Snapshot,
     StoredVersion,
 )
-from liveupdates.store.base import LogBounds, VersionConflict, error_text
+from liveupdates.store.base import (
+    LogBounds,
+    VersionConflict,
+    dump_event,
+    error_text,
+    snapshot_to_json,
+    unique_channels,
+    utc_now_iso,
+)
 
 T = TypeVar("T")
 
@@ -110,26 +117,6 @@ CREATE TABLE IF NOT EXISTS log (
     PRIMARY KEY (channel, seq)
 ) WITHOUT ROWID;
 """
-
-
-def utc_now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def snapshot_to_json(snapshot: Snapshot) -> str:
-    # to_json() drops guid (readers never see it) but the store needs it for identity matching.
-    data = snapshot.to_json()
-    data["guid"] = snapshot.guid
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-
-
-def dump_event(event: dict[str, Any]) -> str:
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-
-
-def unique_channels(channels: Iterable[str]) -> list[str]:
-    # A channel named twice would get every event twice; callers never mean that.
-    return list(dict.fromkeys(channels))
 
 
 class SQLiteStore:
