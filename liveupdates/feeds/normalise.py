@@ -199,8 +199,8 @@ def _summary_paragraphs(entry: Mapping[str, Any]) -> list[str]:
     return _detail_paragraphs(summary, content_type)
 
 
-def _body_paragraphs(entry: Mapping[str, Any]) -> list[str]:
-    """Paragraphs of the richest body: HTML content over plain content, the longest of each."""
+def _content_paragraphs(entry: Mapping[str, Any]) -> list[str]:
+    """Paragraphs of the richest content: HTML over plain, the longest of each; [] if none."""
     content = _own(entry, "content")
     candidates: list[tuple[bool, int, str, Any]] = []
     if isinstance(content, Sequence) and not isinstance(content, str):
@@ -214,10 +214,8 @@ def _body_paragraphs(entry: Mapping[str, Any]) -> list[str]:
                 candidates.append((_is_html(item.get("type")), len(value), value, item.get("type")))
     if candidates:
         _, _, value, content_type = max(candidates, key=lambda c: (c[0], c[1]))
-        paragraphs = _detail_paragraphs(value, content_type)
-        if paragraphs:
-            return paragraphs
-    return _summary_paragraphs(entry)
+        return _detail_paragraphs(value, content_type)
+    return []
 
 
 def _link(entry: Mapping[str, Any]) -> str:
@@ -272,7 +270,9 @@ def normalise_entry(entry: Mapping[str, Any], feed_id: str) -> Snapshot | None:
         return None
     title = _title(entry)
     url = _link(entry)
-    paragraphs = _body_paragraphs(entry)
+    summary = _summary_paragraphs(entry)
+    # Without readable content the summary is the body too: parsed once, used for both.
+    paragraphs = _content_paragraphs(entry) or summary
     if not (title or url or paragraphs):
         return None
     guid = _str(_own(entry, "id")).strip() or None
@@ -281,7 +281,7 @@ def normalise_entry(entry: Mapping[str, Any], feed_id: str) -> Snapshot | None:
         feed=feed_id,
         url=url,
         title=title,
-        summary=" ".join(_summary_paragraphs(entry)),
+        summary=" ".join(summary),
         authors=_authors(entry),
         published=_iso_date(_own(entry, "published_parsed")),
         updated=_iso_date(_own(entry, "updated_parsed")),
