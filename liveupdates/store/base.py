@@ -1,4 +1,4 @@
-"""The storage Protocol: every backend (SQLite now, Redis later) implements exactly this.
+"""The storage Protocol: every backend (SQLite, Redis) implements exactly this.
 
 One shared contract test suite (tests/test_store_contract.py) runs against every backend, so the
 pipeline and the hub never need to know which one they talk to.
