@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 from websockets.frames import Frame as WireFrame
 from websockets.frames import Opcode
 from websockets.protocol import OPEN
@@ -292,9 +292,7 @@ class WebSocketConnection(QueuedConnection):
                     if direct is None or not direct(text):
                         await send({"type": "websocket.send", "text": text})
                 self._in_flight = False
-        except (WebSocketDisconnect, OSError, RuntimeError):
-            self.peer_closed(1006)
-        except Exception:  # uvicorn's ClientDisconnected and friends: the peer is gone
+        except Exception:  # WebSocketDisconnect, OSError, uvicorn's ClientDisconnected: peer gone
             self.peer_closed(1006)
         finally:
             await self._send_close()

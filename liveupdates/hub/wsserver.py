@@ -86,9 +86,7 @@ class WebsocketsConnection(QueuedConnection):
                         return
                     if not self._direct(text):
                         await self.ws.send(text)  # waits for room: the queue absorbs meanwhile
-        except ConnectionClosed:
-            self.peer_closed(1006)
-        except Exception:
+        except Exception:  # ConnectionClosed, or the transport failed: the peer is gone
             self.peer_closed(1006)
         finally:
             self._writer = None
