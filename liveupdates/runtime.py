@@ -6,6 +6,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+from liveupdates import store as stores
 from liveupdates.bus.base import Bus
 from liveupdates.feeds.config import load_feeds
 from liveupdates.feeds.fetch import Fetcher
@@ -25,7 +26,6 @@ def self_url_from_env() -> str:
 
 @dataclass
 class Backends:
-    settings: Settings
     store: Store
     mode: str  # "embedded" or "redis"
 
@@ -34,18 +34,13 @@ class Backends:
 
 
 async def open_store(settings: Settings) -> Backends:
-    if settings.redis_url:
-        from liveupdates.store.redis import RedisStore
-
-        store: Store = RedisStore(
-            settings.redis_url, prefix=settings.redis_prefix, log_retention=settings.retention
-        )
-        return Backends(settings, store, "redis")
-    from liveupdates.store.sqlite import SQLiteStore
-
-    return Backends(
-        settings, SQLiteStore(settings.sqlite_path, log_retention=settings.retention), "embedded"
+    """The configured store: Redis when `redis_url` is set, else SQLite under `data_dir`."""
+    store = stores.open_store(
+        settings.redis_url or settings.sqlite_path,
+        log_retention=settings.retention,
+        prefix=settings.redis_prefix,
     )
+    return Backends(store, "redis" if settings.redis_url else "embedded")
 
 
 async def seed_feeds(store: Store, settings: Settings) -> int:
