@@ -19,6 +19,7 @@ from liveupdates.settings import Settings
 from tests.support.adminservice import AdminService
 from tests.support.feedserver import FeedServer
 from tests.support.stories import bridge_story, rss
+from tests.support.uvicorn_serving import bound_socket, serve_until_started
 from tests.support.waiting import until
 
 TOKEN = "s3cret-admin-token"
@@ -338,7 +339,6 @@ async def test_redis_mode_a_web_change_reaches_a_separate_worker(
     """Scale-out: the API runs in a web app without a poller, the poller is another "process"
     (its own store object and scheduler); the change reaches it through Redis alone."""
     import dataclasses
-    import socket
 
     from liveupdates.bus import InMemoryBus
     from liveupdates.hub import make_server
@@ -354,13 +354,10 @@ async def test_redis_mode_a_web_change_reaches_a_separate_worker(
     worker_store = RedisStore(redis_url, prefix=redis_prefix)
     bus = InMemoryBus(web_store)
     app = build_app(settings, web_store, bus, with_poller=False, self_url="http://127.0.0.1:1")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = bound_socket()
     server = make_server(app, settings, host="127.0.0.1", port=0, log_level="warning")
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    serving = await serve_until_started(server, sock, "the web app")
     try:
-        while not server.started:
-            await asyncio.sleep(0.01)
         base = f"http://127.0.0.1:{sock.getsockname()[1]}"
         async with (
             running_poller(settings, worker_store),
