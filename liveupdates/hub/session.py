@@ -5,10 +5,12 @@ Transport-independent: it reads text handed to it and answers through a `Connect
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
-from liveupdates.hub.connection import Connection
+from liveupdates import metrics
+from liveupdates.hub.connection import Connection, QueuedConnection
 from liveupdates.hub.core import Hub
 from liveupdates.hub.fanout import Membership
 from liveupdates.hub.protocol import (
@@ -140,3 +142,20 @@ class Session:
         self.memberships.clear()
         for member in members:
             await self.hub.leave(member)
+
+
+@contextlib.asynccontextmanager
+async def websocket_session(hub: Hub, conn: QueuedConnection) -> AsyncIterator[Session]:
+    """A WebSocket client's Session, counted among the hub's connections while it lasts.
+
+    Both WebSocket transports (ws.py, wsserver.py) run their reader and writer inside this.
+    """
+    session = Session(hub, conn)
+    hub.connections.add(conn)
+    metrics.client_connected("ws")
+    try:
+        yield session
+    finally:
+        await session.close()
+        hub.connections.discard(conn)
+        metrics.client_disconnected("ws")

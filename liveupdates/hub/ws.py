@@ -8,11 +8,10 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from liveupdates import metrics
 from liveupdates.hub.connection import WebSocketConnection
 from liveupdates.hub.core import RESTART_REASON, Hub
 from liveupdates.hub.protocol import CLOSE_POLICY, CLOSE_RESTART
-from liveupdates.hub.session import Session
+from liveupdates.hub.session import Session, websocket_session
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +27,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     conn = WebSocketConnection(websocket, hub.settings.hub_send_queue)
-    session = Session(hub, conn)
-    hub.connections.add(conn)
-    metrics.client_connected("ws")
-    reader = asyncio.create_task(_read(websocket, session, conn))
-    try:
-        await conn.run_writer()
-    finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await reader
-        await session.close()
-        hub.connections.discard(conn)
-        metrics.client_disconnected("ws")
+    async with websocket_session(hub, conn) as session:
+        reader = asyncio.create_task(_read(websocket, session, conn))
+        try:
+            await conn.run_writer()
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
 
 
 async def _read(websocket: WebSocket, session: Session, conn: WebSocketConnection) -> None:

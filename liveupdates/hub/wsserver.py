@@ -22,7 +22,6 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from liveupdates import metrics
 from liveupdates.hub.connection import (
     CLOSE_TIMEOUT,
     WRITE_BATCH,
@@ -32,7 +31,7 @@ from liveupdates.hub.connection import (
 from liveupdates.hub.core import RESTART_REASON, Hub
 from liveupdates.hub.origins import OriginPolicy
 from liveupdates.hub.protocol import CLOSE_RESTART
-from liveupdates.hub.session import Session
+from liveupdates.hub.session import Session, websocket_session
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +104,18 @@ class WebsocketsConnection(QueuedConnection):
                 self.ws.close(self.close_code or 1000, self.close_reason), CLOSE_TIMEOUT
             )
 
+    async def finish(self) -> None:
+        """After the handler read its last frame: let the close frame go, stop the writer."""
+        if self._closer is not None:
+            with contextlib.suppress(Exception):
+                await self._closer
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(BaseException):
+                await writer
+        self._mark_finished()
+
 
 ProcessRequest = Callable[[ServerConnection, Request], Response | None]
 
@@ -125,9 +136,14 @@ async def _handle(hub: Hub, ws: ServerConnection) -> None:
         await ws.close(CLOSE_RESTART, RESTART_REASON)
         return
     conn = WebsocketsConnection(ws, hub.settings.hub_send_queue)
-    session = Session(hub, conn)
-    hub.connections.add(conn)
-    metrics.client_connected("ws")
+    try:
+        async with websocket_session(hub, conn) as session:
+            await _read(ws, session, conn)
+    finally:
+        await conn.finish()
+
+
+async def _read(ws: ServerConnection, session: Session, conn: WebsocketsConnection) -> None:
     try:
         while True:  # until ConnectionClosed: once we closed, read on to see the peer's answer
             message = await ws.recv()
@@ -145,18 +161,6 @@ async def _handle(hub: Hub, ws: ServerConnection) -> None:
         conn.close(1011, "internal error")
     finally:
         conn.peer_closed(ws.close_code if ws.close_code is not None else 1006)
-        await session.close()
-        hub.connections.discard(conn)
-        metrics.client_disconnected("ws")
-        if conn._closer is not None:
-            with contextlib.suppress(Exception):
-                await conn._closer
-        writer = conn._writer
-        if writer is not None:
-            writer.cancel()
-            with contextlib.suppress(BaseException):
-                await writer
-        conn._mark_finished()
 
 
 async def start_ws_server(
