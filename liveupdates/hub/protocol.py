@@ -131,11 +131,11 @@ def parse_client_message(text: str) -> ClientMessage:
 
 def encode_update(channel: str, seq: int, event: dict[str, Any]) -> str:
     """The update frame: built once per entry and shared by every reader of the channel."""
-    return _dumps({"type": "update", "channel": channel, "seq": seq, "event": event})
+    return _dumps(update_message(channel, seq, event))
 
 
 def update_message(channel: str, seq: int, event: dict[str, Any]) -> dict[str, Any]:
-    """The same update as a dict, for REST bodies that embed it."""
+    """The update as a dict (REST bodies embed it); `encode_update` is its wire text."""
     return {"type": "update", "channel": channel, "seq": seq, "event": event}
 
 
