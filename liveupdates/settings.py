@@ -66,7 +66,7 @@ class Settings:
     hub_rate_per_second: float = 20.0
     hub_rate_burst: int = 40
     hub_sse_heartbeat: float = 15.0
-    # permessage-deflate costs 3-4x memory per connection (fanout-measurements.md): off by default
+    # permessage-deflate costs 3-4x memory per connection (README, Benchmarks): off by default
     hub_ws_compression: bool = False
     hub_demo: bool = True  # serve the built-in demo feed at /demo/feed.xml
     hub_demo_step: float = 8.0  # seconds between the demo story's changes
