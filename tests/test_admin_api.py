@@ -17,7 +17,7 @@ from liveupdates.ops.api import admin_routes
 from liveupdates.ops.openapi import openapi_schema
 from liveupdates.settings import Settings
 from tests.support.adminservice import AdminService
-from tests.support.feedserver import FeedServer
+from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 from tests.support.stories import bridge_story, rss
 from tests.support.uvicorn_serving import bound_socket, serve_until_started
 from tests.support.waiting import until
@@ -348,7 +348,12 @@ async def test_redis_mode_a_web_change_reaches_a_separate_worker(
 
     feed_server.set("/r.xml", rss([bridge_story()]))
     settings = dataclasses.replace(
-        Settings(), redis_url=redis_url, admin_token=TOKEN, hub_demo=False, poll_jitter=0.0
+        Settings(),
+        redis_url=redis_url,
+        admin_token=TOKEN,
+        hub_demo=False,
+        poll_jitter=0.0,
+        fetch_allow_networks=(ALLOW_LOOPBACK,),
     )
     web_store = RedisStore(redis_url, prefix=redis_prefix)
     worker_store = RedisStore(redis_url, prefix=redis_prefix)

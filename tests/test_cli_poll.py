@@ -8,12 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.feedserver import FeedServer
+from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 from tests.support.stories import BRIDGE, bridge_story, rss
 
 
 def poll(target: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LIVEUPDATES_DATA_DIR": str(data_dir)}
+    env = {
+        **os.environ,
+        "LIVEUPDATES_DATA_DIR": str(data_dir),
+        "LIVEUPDATES_FETCH_ALLOW_NETWORKS": ALLOW_LOOPBACK,
+    }
     return subprocess.run(
         [sys.executable, "-m", "liveupdates.cli", "poll", target],
         capture_output=True,

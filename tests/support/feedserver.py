@@ -16,6 +16,11 @@ Outside pytest (e.g. a benchmark)::
 
 API
 ---
+``ALLOW_LOOPBACK``
+    The `fetch.allow_networks` value that lets a fetcher reach this server (127.0.0.1 only): the
+    address guard refuses loopback by default, so every fetcher, service or `liveupdates`
+    process a test points at a FeedServer needs it (``Fetcher(allow_networks=[ALLOW_LOOPBACK])``,
+    ``Settings(fetch_allow_networks=(ALLOW_LOOPBACK,))``, ``LIVEUPDATES_FETCH_ALLOW_NETWORKS``).
 ``FeedServer.url(path) -> str``
     Absolute URL of `path` on this server.
 ``FeedServer.set(path, body, *, content_type=..., status=200, headers=None, etag=False,
@@ -59,6 +64,8 @@ from types import TracebackType
 
 import pytest
 
+# Exactly the server's address: tests that need a refused loopback address use 127.0.0.2.
+ALLOW_LOOPBACK = "127.0.0.1/32"
 DEFAULT_CONTENT_TYPE = "application/rss+xml; charset=utf-8"
 _CHUNK = 64 * 1024
 # Long enough for any test request, short enough that an idle keep-alive thread dies quickly.
