@@ -83,7 +83,7 @@ def new_feed(
     feed_id = data.get("id", default_id)
     if not isinstance(feed_id, str):
         raise ApiError(400, "bad_request", "id must be a string")
-    if not FEED_ID_RE.match(feed_id):
+    if not FEED_ID_RE.fullmatch(feed_id):
         raise ApiError(
             422,
             "invalid_id",
