@@ -18,7 +18,7 @@ IPNetwork = IPv4Network | IPv6Network
 
 SETTING = "fetch.allow_networks"
 
-# Special-purpose ranges some Python versions call global (3.11 does for all of these).
+# Special-purpose ranges Python's flags miss or name vaguely (3.11 calls all but the first global).
 _ALSO_REFUSED: tuple[tuple[IPNetwork, str], ...] = (
     (IPv4Network("100.64.0.0/10"), "private"),  # carrier-grade NAT (shared address space)
     (IPv4Network("192.0.0.0/24"), "reserved"),  # IETF protocol assignments

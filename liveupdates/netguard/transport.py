@@ -57,7 +57,7 @@ async def checked_addresses(host: str, port: int, policy: AddressPolicy) -> list
     return allowed
 
 
-async def check_url(url: str, policy: AddressPolicy, *, timeout: float) -> None:
+async def check_url_address(url: str, policy: AddressPolicy, *, timeout: float) -> None:
     """Raise AddressRefused if `url`'s host resolves only to refused addresses.
 
     For early feedback (the admin API refuses such a feed); the connect-time guard still checks

@@ -23,7 +23,7 @@ from liveupdates import metrics
 from liveupdates.events import utcnow_iso
 from liveupdates.feeds.config import SELF_PLACEHOLDER, derived_feed_id
 from liveupdates.netguard import AddressPolicy, AddressRefused
-from liveupdates.netguard.transport import check_url
+from liveupdates.netguard.transport import check_url_address
 from liveupdates.ops.auth import AuthError, configured_tokens, token_name
 from liveupdates.ops.control import Control, UnknownFeed
 from liveupdates.ops.feeds import ApiError, changed_fields, feed_json, new_feed, patched_feed
@@ -97,7 +97,7 @@ class AdminApi:
         if url.startswith(SELF_PLACEHOLDER):
             return  # the service's own address, which ops chose
         try:
-            await check_url(url, self.policy, timeout=self.settings.fetch_connect_timeout)
+            await check_url_address(url, self.policy, timeout=self.settings.fetch_connect_timeout)
         except AddressRefused as exc:
             raise ApiError(422, "refused_address", str(exc)) from None
 
