@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import trustme
 
 from liveupdates.feeds.fetch import Fetcher
 from liveupdates.ingest import Ingestor
@@ -266,3 +269,37 @@ async def test_the_guarded_client_serves_any_outbound_request(feed_server: FeedS
     async with guarded_client(AddressPolicy.allowing([ALLOW_LOOPBACK])) as client:
         response = await client.get(feed_server.url("/hub"))
         assert response.status_code == 200 and response.text == "ok"
+
+
+async def test_tls_checks_the_url_host_name_while_the_checked_address_is_dialled() -> None:
+    """The guard connects to an IP, but TLS must still send SNI for, and verify the certificate
+    against, the URL's host name; the Host header stays the name too."""
+    ca = trustme.CA()
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+    names: list[str | None] = []
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_tls)
+
+    def seen(_sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+        names.append(name)
+
+    server_tls.sni_callback = seen  # type: ignore[assignment]
+    policy = AddressPolicy.allowing([ALLOW_LOOPBACK])
+    with FeedServer(tls=server_tls) as server:
+        server.set("/a.xml", rss([bridge_story()]))
+        url = f"https://localhost:{server.port}/a.xml"
+        async with guarded_client(policy, verify=client_tls) as client:
+            response = await client.get(url)
+        assert response.status_code == 200
+        assert names == ["localhost"]
+        assert server.requests("/a.xml")[0].headers["host"] == f"localhost:{server.port}"
+        # A certificate for another name fails verification: it is really checked, by name.
+        other_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("gazette.example").configure_cert(other_tls)
+    with FeedServer(tls=other_tls) as other:
+        other.set("/a.xml", rss([bridge_story()]))
+        async with guarded_client(policy, verify=client_tls) as client:
+            with pytest.raises(httpx.ConnectError, match="certificate"):
+                await client.get(f"https://localhost:{other.port}/a.xml")
+        assert other.count("/a.xml") == 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from collections.abc import Collection, Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -147,7 +148,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         *,
         exempt: Collection[Endpoint] = (),
         limits: httpx.Limits = DEFAULT_LIMITS,
-        verify: bool = True,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         ssl_context = httpx.create_ssl_context(verify=verify)
         super().__init__(verify=ssl_context, limits=limits)
@@ -168,7 +169,12 @@ def endpoint(url: str | httpx.URL) -> Endpoint:
 
 
 def guarded_client(
-    policy: AddressPolicy, *, exempt: Collection[Endpoint] = (), **client_options: Any
+    policy: AddressPolicy,
+    *,
+    exempt: Collection[Endpoint] = (),
+    verify: ssl.SSLContext | bool = True,
+    **client_options: Any,
 ) -> httpx.AsyncClient:
     """An httpx.AsyncClient whose every connection passes the guard."""
-    return httpx.AsyncClient(transport=GuardedTransport(policy, exempt=exempt), **client_options)
+    transport = GuardedTransport(policy, exempt=exempt, verify=verify)
+    return httpx.AsyncClient(transport=transport, **client_options)
