@@ -40,22 +40,28 @@ async def _target_feed(store: Store, settings: Settings, target: str, self_url: 
     )
     from liveupdates.models import FeedConfig
 
-    file_feeds: list[FeedConfig] = []
-    if settings.feeds_path.exists():
-        file_feeds = load_feeds(settings.feeds_path, settings)
     stored = await store.get_feed(target)
     if stored is not None:
         return stored
-    for feed in file_feeds:
-        if feed.id == target:
-            return feed
     try:
-        url = check_url(target)
+        url: str | None = check_url(target)
     except FeedError:
-        raise CliError(f"{target!r} is neither a known feed id nor an http(s) URL") from None
-    for feed in [*await store.list_feeds(), *file_feeds]:
-        if url in (feed.url, resolve_url(feed.url, self_url)):
-            return feed
+        url = None
+
+    def same_url(feed: FeedConfig) -> bool:
+        return url is not None and url in (feed.url, resolve_url(feed.url, self_url))
+
+    if url is not None:
+        for feed in await store.list_feeds():
+            if same_url(feed):
+                return feed
+    # The feeds file only when the store does not know the feed (a service never started).
+    if settings.feeds_path.exists():
+        for feed in load_feeds(settings.feeds_path, settings):
+            if feed.id == target or same_url(feed):
+                return feed
+    if url is None:
+        raise CliError(f"{target!r} is neither a known feed id nor an http(s) URL")
     return FeedConfig(id=derived_feed_id(url), url=url)
 
 
