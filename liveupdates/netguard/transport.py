@@ -16,6 +16,7 @@ one attribute it touches.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import ssl
@@ -39,6 +40,9 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
 
     The system resolver also reads what `inet_aton` reads, so `0x7f000001`, `2130706433`,
     `017700000001` and `127.1` all come back as 127.0.0.1 and are judged as that."""
+    with contextlib.suppress(ValueError):
+        # An address in its standard form needs no resolver (nor a trip to its thread pool).
+        return [ipaddress.ip_address(host)]
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     seen: dict[IPAddress, None] = {}
