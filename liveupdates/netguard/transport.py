@@ -111,18 +111,26 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         if (host, port) in self.exempt:
             return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        # One deadline for resolving and connecting, as for an unguarded connect.
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
                 addresses = await checked_addresses(host, port, self.policy)
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
         except OSError as exc:
             raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
         failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
-        for address in addresses:
+        for index, address in enumerate(addresses):
+            share = None
+            if deadline is not None:
+                # An even share of the time left: one unreachable address (a host's IPv6 on a
+                # network without IPv6 routing) cannot use up the time the next one needs.
+                share = max(deadline - loop.time(), 0.0) / (len(addresses) - index)
             try:
                 return await self._inner.connect_tcp(
-                    str(address), port, timeout, local_address, socket_options
+                    str(address), port, share, local_address, socket_options
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
