@@ -145,3 +145,30 @@ def test_poll_url_of_a_feed_in_the_feeds_file_uses_its_id(
     feeds_file.write_text(f'[[feeds]]\nid = "harbour"\nurl = "{url}"\n')
     [created] = events(poll(url, tmp_path / "data", LIVEUPDATES_FEEDS=str(feeds_file)))
     assert created["story"]["feed"] == "harbour"
+
+
+def test_poll_into_a_pipe_whose_reader_has_gone_ends_quietly(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    feed_server.set("/gazette.xml", rss([bridge_story(), bridge_story(guid="second-story")]))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LIVEUPDATES_")}
+    environ.update(
+        LIVEUPDATES_DATA_DIR=str(tmp_path),
+        LIVEUPDATES_FETCH_ALLOW_NETWORKS=ALLOW_LOOPBACK,
+        LIVEUPDATES_FEEDS=str(tmp_path / "no-feeds.toml"),
+    )
+    read, write = os.pipe()
+    os.close(read)  # `liveupdates poll URL | head -0`
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "liveupdates.cli", "poll", feed_server.url("/gazette.xml")],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environ,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
