@@ -15,7 +15,7 @@ from typing import Any
 
 from liveupdates import metrics
 from liveupdates.events import channels_for, created_event, updated_event, utcnow_iso
-from liveupdates.feeds.config import FeedError, resolve_url
+from liveupdates.feeds.config import SELF_PLACEHOLDER, FeedError, resolve_url
 from liveupdates.feeds.fetch import Fetcher, next_fetch_state
 from liveupdates.feeds.normalise import content_hash, normalise_entry
 from liveupdates.feeds.parse import ParsedFeed, parse_feed
@@ -91,7 +91,9 @@ class Ingestor:
                 state=failed,
                 errors=failed.consecutive_errors,
             )
-        result = await self.fetcher.fetch(url, state)
+        # A `{self}` feed is the service's own (the demo): its address is ops' choice, not a feed's.
+        own = self.self_url if feed.url.startswith(SELF_PLACEHOLDER) else None
+        result = await self.fetcher.fetch(url, state, exempt_origin=own)
         new_state = next_fetch_state(state, result, now=time.time())
         parsed = None
         read: list[tuple[Snapshot, str]] = []

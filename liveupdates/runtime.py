@@ -74,4 +74,5 @@ def make_fetcher(settings: Settings) -> Fetcher:
         total_timeout=settings.fetch_total_timeout,
         max_body_bytes=settings.fetch_max_body_bytes,
         max_redirects=settings.fetch_max_redirects,
+        allow_networks=settings.fetch_allow_networks,
     )

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from liveupdates.netguard.policy import parse_networks
+
 ENV_PREFIX = "LIVEUPDATES_"
 REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
@@ -47,6 +49,8 @@ class Settings:
     fetch_total_timeout: float = 20.0
     fetch_max_body_bytes: int = 10 * 1024 * 1024
     fetch_max_redirects: int = 5
+    # CIDR networks outbound requests may reach besides public addresses (intranet feeds)
+    fetch_allow_networks: tuple[str, ...] = ()
 
     # [log]
     log_retention: int = 0  # entries kept per channel; 0 keeps all
@@ -166,6 +170,10 @@ def _check(settings: Settings) -> Settings:
     ):
         if getattr(settings, name) < 1:
             raise SettingsError(f"setting {name} must be >= 1")
+    try:
+        parse_networks(settings.fetch_allow_networks)
+    except ValueError as exc:
+        raise SettingsError(f"setting fetch_allow_networks: {exc}") from None
     if settings.log_retention < 0:
         raise SettingsError("setting log_retention must be >= 0 (0 keeps everything)")
     if not 1 <= settings.hub_port <= 65535:

@@ -18,13 +18,18 @@ from liveupdates.models import FeedConfig, StoredVersion, story_channel
 from liveupdates.runtime import make_fetcher
 from liveupdates.settings import Settings
 from liveupdates.store.redis import RedisStore
-from tests.support.feedserver import FeedServer
+from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 from tests.support.stories import bridge_story, rss
 from tests.support.waiting import until
 from workers.claims import LocalClaims, RedisClaims, claims_for, lease_for
 from workers.poller import FeedScheduler
 
-SETTINGS = Settings(poll_min_interval=0.1, poll_jitter=0.0, fetch_total_timeout=2.0)
+SETTINGS = Settings(
+    poll_min_interval=0.1,
+    poll_jitter=0.0,
+    fetch_total_timeout=2.0,
+    fetch_allow_networks=(ALLOW_LOOPBACK,),
+)
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ from pathlib import Path
 from liveupdates.models import FeedConfig
 from liveupdates.settings import Settings
 from liveupdates.store.sqlite import SQLiteStore
-from tests.support.feedserver import FeedServer
+from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 from tests.support.stories import bridge_story, rss
 from tests.support.waiting import until
 from workers.main import running_poller
 
-SETTINGS = Settings(poll_min_interval=0.1, poll_jitter=0.0)
+SETTINGS = Settings(poll_min_interval=0.1, poll_jitter=0.0, fetch_allow_networks=(ALLOW_LOOPBACK,))
 
 
 async def test_feeds_polled_independently_and_failures_isolated(

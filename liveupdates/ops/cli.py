@@ -409,10 +409,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="liveupdates")
-    add_feeds_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.run(args))
+    """`python -m liveupdates.ops.cli ARGS` is `liveupdates feeds ARGS`."""
+    from liveupdates.cli import main as liveupdates_main
+
+    return liveupdates_main(["feeds", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

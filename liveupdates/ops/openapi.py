@@ -274,7 +274,7 @@ def openapi_schema() -> dict[str, Any]:
                     404: "No such feed",
                     409: "Duplicate id or url",
                     413: "Body over 64 KiB",
-                    422: "Value out of bounds",
+                    422: "Value not acceptable (out of bounds, malformed id, refused address)",
                     503: "Admin API disabled: no token configured",
                 }.items()
             },

@@ -24,6 +24,7 @@ from liveupdates.hub import make_server
 from liveupdates.server import build_app
 from liveupdates.settings import Settings
 from liveupdates.store.sqlite import SQLiteStore
+from tests.support.feedserver import ALLOW_LOOPBACK
 from tests.support.uvicorn_serving import bound_socket, serve_until_started
 
 START_TIMEOUT = 15.0
@@ -34,6 +35,7 @@ TEST_SETTINGS: dict[str, Any] = {
     "poll_jitter": 0.0,
     "hub_demo": False,
     "fetch_total_timeout": 5.0,
+    "fetch_allow_networks": (ALLOW_LOOPBACK,),  # the tests' feed servers
 }
 
 
