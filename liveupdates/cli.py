@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import logging
 import sys
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
 from liveupdates import __version__
 from liveupdates.settings import Settings, SettingsError, load_settings
@@ -19,19 +17,14 @@ class CliError(Exception):
     """Ends the command with one clear line on stderr and exit status 1."""
 
 
-def adhoc_feed_id(url: str) -> str:
-    """A stable feed id for a URL polled without being configured."""
-    host = (urlsplit(url).hostname or "feed").replace(".", "-")[:40]
-    return f"{host}-{hashlib.sha256(url.encode()).hexdigest()[:8]}"
-
-
 async def _poll(settings: Settings, target: str) -> int:
-    from liveupdates.feeds.config import FeedError, check_url, load_feeds
-    from liveupdates.ingest import Ingestor
+    from liveupdates.backends import open_backends
+    from liveupdates.feeds.config import FeedError, adhoc_feed_id, check_url, load_feeds
     from liveupdates.models import FeedConfig
-    from liveupdates.runtime import make_fetcher, open_store, self_url_from_env
+    from liveupdates.runtime import self_url_from_env
+    from workers.poller import FeedScheduler
 
-    backends = await open_store(settings)
+    backends = open_backends(settings)
     try:
         feed = await backends.store.get_feed(target)
         if feed is None and settings.feeds_path.exists():
@@ -46,17 +39,12 @@ async def _poll(settings: Settings, target: str) -> int:
                     f"{target!r} is neither a known feed id nor an http(s) URL"
                 ) from None
             feed = FeedConfig(id=adhoc_feed_id(url), url=url)
-        fetcher = make_fetcher(settings)
+        # Through a scheduler and the feed's claim, like every poll: never alongside a worker's.
+        scheduler = FeedScheduler.for_process(settings, backends, self_url=self_url_from_env())
         try:
-            ingestor = Ingestor(
-                backends.store,
-                fetcher,
-                flipflop_window=settings.poll_flipflop_window,
-                self_url=self_url_from_env(),
-            )
-            report = await ingestor.poll(feed)
+            report = await scheduler.poll_feed(feed)
         finally:
-            await fetcher.aclose()
+            await scheduler.aclose()
         for event in report.events:
             print(json.dumps(event, ensure_ascii=False), flush=True)
         if report.outcome.status == "error":
@@ -76,7 +64,12 @@ async def _worker(settings: Settings) -> int:
 def _serve(settings: Settings, args: argparse.Namespace, *, with_poller: bool) -> int:
     from liveupdates.server import serve
 
-    serve(settings, host=args.host, port=args.port, with_poller=with_poller)
+    run_poller = None
+    if with_poller:
+        from workers.main import running_poller
+
+        run_poller = running_poller
+    serve(settings, host=args.host, port=args.port, run_poller=run_poller)
     return 0
 
 

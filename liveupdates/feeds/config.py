@@ -6,6 +6,7 @@ rules wherever it comes from.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from collections.abc import Mapping
@@ -30,6 +31,12 @@ def check_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise FeedError(f"url must be an http or https URL, got {url!r}")
     return url
+
+
+def adhoc_feed_id(url: str) -> str:
+    """A stable feed id for a URL given without one (`liveupdates poll URL`, the admin API)."""
+    host = (urlsplit(url).hostname or "feed").replace(".", "-")[:40]
+    return f"{host}-{hashlib.sha256(url.encode()).hexdigest()[:8]}"
 
 
 def check_interval(seconds: Any, settings: Settings) -> float:

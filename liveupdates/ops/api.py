@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from liveupdates import metrics
 from liveupdates.events import utcnow_iso
+from liveupdates.feeds.config import adhoc_feed_id
 from liveupdates.ops.auth import AuthError, configured_tokens, token_name
 from liveupdates.ops.control import Control, UnknownFeed
 from liveupdates.ops.feeds import ApiError, changed_fields, feed_json, new_feed, patched_feed
@@ -43,12 +44,6 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(
         {"error": {"code": code, "message": message}}, status_code=status, headers=headers
     )
-
-
-def default_feed_id(url: str) -> str:
-    from liveupdates.cli import adhoc_feed_id
-
-    return adhoc_feed_id(url)
 
 
 class AdminApi:
@@ -97,23 +92,20 @@ class AdminApi:
         try:
             await self.control.feeds_changed()
         except Exception:
-            # The change is stored; the workers' own re-read applies it even if this nudge fails.
-            log.exception("could not apply a feed change to the running scheduler")
+            # The change is stored; a worker that missed the notice re-reads the list when it
+            # reconnects (RESYNC), or at its next start.
+            log.exception("could not tell the schedulers that the feed list changed")
 
     # -- handlers ----------------------------------------------------------------------------
 
     async def list_feeds(self, request: Request, actor: str) -> Response:
-        feeds = []
-        for feed in await self.store.list_feeds():
-            health = await self.store.feed_health(feed.id)
-            if health is not None:  # deleted in between
-                feeds.append(feed_json(health))
-        return JSONResponse({"feeds": feeds})
+        # One read for every feed's health: the admin page asks every few seconds per open tab.
+        return JSONResponse({"feeds": [feed_json(h) for h in await self.store.feeds_health()]})
 
     async def create_feed(self, request: Request, actor: str) -> Response:
         body = await self._body(request)
         url = body.get("url") if isinstance(body, dict) else None
-        default_id = default_feed_id(url) if isinstance(url, str) else ""
+        default_id = adhoc_feed_id(url) if isinstance(url, str) else ""
         feed = new_feed(body, self.settings, await self.store.list_feeds(), default_id)
         await self.store.upsert_feed(feed)
         await self._audit(actor, "feed.create", feed.id, before=None, after=asdict(feed))
@@ -156,6 +148,12 @@ class AdminApi:
             outcome = await self.control.poll_now(feed_id)
         except UnknownFeed:
             raise ApiError(404, "not_found", f"no feed with id {feed_id!r}") from None
+        if outcome is None:
+            # Web-only process: the poll was handed to the workers and none ended it in time.
+            await self._audit(actor, "feed.poll", feed_id, result="requested")
+            return JSONResponse(
+                {"outcome": None, "feed": await self._health_json(feed_id)}, status_code=202
+            )
         await self._audit(actor, "feed.poll", feed_id, result=outcome.status)
         return JSONResponse({"outcome": asdict(outcome), "feed": await self._health_json(feed_id)})
 
