@@ -23,7 +23,6 @@ import gc
 import socket
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.payload import CHANNEL, FEED_ID, STORY_ID, update_event

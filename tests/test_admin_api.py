@@ -13,9 +13,9 @@ import httpx
 import pytest
 from starlette.routing import Route
 
+from liveupdates.events import utcnow_iso
 from liveupdates.ops.api import admin_routes
 from liveupdates.ops.openapi import openapi_schema
-from liveupdates.events import utcnow_iso
 from liveupdates.settings import Settings
 from tests.support.adminservice import AdminService
 from tests.support.feedserver import FeedServer
