@@ -26,6 +26,7 @@ async def running_poller(
     process) or `RESYNC` (notices may have been missed, e.g. Redis restarted); never on a timer.
     """
     scheduler = FeedScheduler.for_process(settings, backends, self_url=self_url)
+    following: asyncio.Task[None] | None = None
     try:
         # Listen before the first read, so a change made in between is not missed.
         async with backends.signals.listen() as signals:
@@ -36,9 +37,13 @@ async def running_poller(
                 yield scheduler
             finally:
                 following.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await following
+        # Closing the listener ends the follower even if a read blocked in a client library
+        # let the cancellation pass.
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
     finally:
+        if following is not None and not following.done():
+            following.cancel()
         await scheduler.aclose()
 
 
@@ -46,6 +51,20 @@ async def _follow(
     scheduler: FeedScheduler, backends: Backends, signals: AsyncIterator[Signal]
 ) -> None:
     requested: set[asyncio.Task[None]] = set()  # a requested poll must not hold up the notices
+    try:
+        await _act(scheduler, backends, signals, requested)
+    finally:
+        for task in requested:
+            task.cancel()
+        await asyncio.gather(*requested, return_exceptions=True)
+
+
+async def _act(
+    scheduler: FeedScheduler,
+    backends: Backends,
+    signals: AsyncIterator[Signal],
+    requested: set[asyncio.Task[None]],
+) -> None:
     async for notice in signals:
         try:
             if notice.kind in (SignalKind.FEEDS, SignalKind.RESYNC):

@@ -99,6 +99,7 @@ class FeedScheduler:
         self._running: set[str] = set()
         self._again: set[str] = set()  # a poll was requested while one was running
         self._locks: dict[str, asyncio.Lock] = {}  # one poll of a feed at a time, here
+        self._tasks: set[asyncio.Task[None]] = set()  # requested polls run outside their jobs
         self._pace: dict[str, float] = {}  # adaptive wait after a success, per feed
         # Planned poll times not yet written to the store (None: no poll planned). One writer
         # task drains it, so writes for a feed never overtake each other.
@@ -139,6 +140,9 @@ class FeedScheduler:
 
     async def aclose(self) -> None:
         self.shutdown()
+        for task in tuple(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._fetcher is not None:
             await self._fetcher.aclose()
 
@@ -196,11 +200,11 @@ class FeedScheduler:
     async def poll_requested(self, feed_id: str) -> None:
         """Another process asked for a poll (Claims.request + Signal.POLL): the worker that
         claims the feed first polls it and announces the end; the others follow its plan."""
-        if feed_id in self._running:
-            self._again.add(feed_id)
+        if self._lock(feed_id).locked():
+            self._again.add(feed_id)  # asked again once the running poll (or claim) ends
         elif feed_id in self._feeds:
-            self._schedule(feed_id, 0.0)
-        elif not self._lock(feed_id).locked():
+            self._spawn(feed_id)
+        else:
             # Paused (or not yet synced here): a requested poll runs anyway, once, by whichever
             # process consumes the request with its claim.
             feed = await self.ingestor.store.get_feed(feed_id)
@@ -354,15 +358,30 @@ class FeedScheduler:
             await self._release(feed_id, time.time() + self._delay_after(feed, report))
             return report
         delay = self._delay_after(scheduled, report)
-        if feed_id in self._again:
-            self._again.discard(feed_id)
-            delay = 0.0
-        elif self.next_run(feed_id) not in (None, planned):
+        if self.next_run(feed_id) not in (None, planned):
             # sync() rescheduled it during the poll (new interval): keep the sooner time.
             delay = min(delay, self._seconds_to_next(feed_id))
         self._schedule(feed_id, delay)
         await self._release(feed_id, time.time() + delay)
+        if feed_id in self._again:
+            # Requested while this poll ran: claim again at once (granted if still requested).
+            self._again.discard(feed_id)
+            self._spawn(feed_id)
         return report
+
+    def _spawn(self, feed_id: str) -> None:
+        """Run the feed's claim-and-poll now, outside its APScheduler job: a job rescheduled to
+        fire at once from inside itself would be skipped as a second running instance."""
+        task = asyncio.get_running_loop().create_task(self._run_soon(feed_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_soon(self, feed_id: str) -> None:
+        await asyncio.sleep(0)  # let the caller's poll release the feed's lock first
+        if self._lock(feed_id).locked():
+            self._again.add(feed_id)
+        else:
+            await self._run(feed_id)
 
     async def _release(self, feed_id: str, next_due: float) -> None:
         try:

@@ -161,45 +161,55 @@ class RedisSignals:
 
     @contextlib.asynccontextmanager
     async def listen(self) -> AsyncIterator[AsyncIterator[Signal]]:
-        state = {"pubsub": await self._subscribed()}
-
-        async def received() -> AsyncIterator[Signal]:
-            backoff = self.backoff_min
-            while True:
-                try:
-                    message = await state["pubsub"].get_message(timeout=None)
-                except (RedisError, OSError) as exc:
-                    log.warning("signals: lost Redis (%s); reconnecting", exc)
-                    await state["pubsub"].aclose()
-                    while True:
-                        await asyncio.sleep(backoff * (0.5 + random.random()))
-                        backoff = min(backoff * 2, self.backoff_max)
-                        try:
-                            state["pubsub"] = await self._subscribed()
-                            break
-                        except (RedisError, OSError):
-                            continue
-                    backoff = self.backoff_min
-                    yield Signal(SignalKind.RESYNC)
-                    continue
-                if message is None:
-                    continue
-                if message["type"] == "subscribe":
-                    # The client reconnected and subscribed again by itself: notices sent in
-                    # between are lost.
-                    yield Signal(SignalKind.RESYNC)
-                elif message["type"] == "message":
-                    data = message["data"]
-                    text = data.decode() if isinstance(data, bytes) else str(data)
-                    signal = Signal.decode(text)
-                    if signal is not None:
-                        yield signal
-
+        listener = _Listener(self, await self._subscribed())
         try:
-            yield received()
+            yield listener.received()
         finally:
-            await state["pubsub"].aclose()
+            # Closing the connection also ends a read blocked on it in another task.
+            listener.closed = True
+            await listener.pubsub.aclose()
 
     async def close(self) -> None:
         if self._owns_client:
             await self.client.aclose()
+
+
+class _Listener:
+    def __init__(self, signals: RedisSignals, pubsub: Any) -> None:
+        self.signals = signals
+        self.pubsub = pubsub
+        self.closed = False
+
+    async def received(self) -> AsyncIterator[Signal]:
+        backoff = self.signals.backoff_min
+        while not self.closed:
+            try:
+                message = await self.pubsub.get_message(timeout=None)
+            except (RedisError, OSError) as exc:
+                if self.closed:
+                    return
+                log.warning("signals: lost Redis (%s); reconnecting", exc)
+                await self.pubsub.aclose()
+                while not self.closed:
+                    await asyncio.sleep(backoff * (0.5 + random.random()))
+                    backoff = min(backoff * 2, self.signals.backoff_max)
+                    try:
+                        self.pubsub = await self.signals._subscribed()
+                        break
+                    except (RedisError, OSError):
+                        continue
+                backoff = self.signals.backoff_min
+                yield Signal(SignalKind.RESYNC)
+                continue
+            if message is None:
+                continue
+            if message["type"] == "subscribe":
+                # The client reconnected and subscribed again by itself: notices sent in
+                # between are lost.
+                yield Signal(SignalKind.RESYNC)
+            elif message["type"] == "message":
+                data = message["data"]
+                text = data.decode() if isinstance(data, bytes) else str(data)
+                signal = Signal.decode(text)
+                if signal is not None:
+                    yield signal

@@ -4,12 +4,15 @@ In a process with a scheduler (`liveupdates serve`) "poll now" runs through it, 
 feed's claim like any poll and plans the next one. A web-only process (`liveupdates web`, Redis
 mode) has none: it requests the poll from the workers (`Claims.request` + `Signal.POLL`); the
 worker that claims the feed first polls it and announces the end (`Signal.POLLED`), and the answer
-carries the outcome it stored, or None when no worker answered within `wait_seconds`.
+carries the outcome it stored (of a poll that started after the request: workers' and web
+processes' clocks must agree, as for the claims), or None when none came within `wait_seconds`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import datetime
 from typing import Protocol
 
 from liveupdates.backends import Backends, Signal, SignalKind
@@ -52,17 +55,26 @@ class PollControl:
         store = self.backends.store
         if await store.get_feed(feed_id) is None:
             raise UnknownFeed(feed_id)
+        asked = time.time()
         async with self.backends.signals.listen() as signals:
             await self.backends.claims.request(feed_id)
             await self.backends.signals.send(Signal(SignalKind.POLL, feed_id))
             try:
                 async with asyncio.timeout(self.wait_seconds):
                     async for notice in signals:
-                        if notice.kind == SignalKind.POLLED and notice.feed_id == feed_id:
-                            break
+                        if notice.feed_id != feed_id and notice.kind != SignalKind.RESYNC:
+                            continue
+                        # A poll of it ended (or notices were lost: look anyway). Only a poll
+                        # that started after the request answers it.
+                        outcome = await self._outcome(feed_id)
+                        if outcome is not None and _started(outcome) >= asked:
+                            return outcome
             except TimeoutError:
-                return None
-        health = await store.feed_health(feed_id)
+                pass
+        return None
+
+    async def _outcome(self, feed_id: str) -> PollOutcome | None:
+        health = await self.backends.store.feed_health(feed_id)
         return None if health is None else health.last_poll
 
     async def feeds_changed(self) -> None:
@@ -70,3 +82,9 @@ class PollControl:
             # Applied here before the answer, so it already shows the new plan.
             await self.poller.sync(await self.backends.store.list_feeds())
         await self.backends.signals.send(Signal(SignalKind.FEEDS))
+
+
+def _started(outcome: PollOutcome) -> float:
+    """When the poll began (unix seconds): its end less its duration."""
+    ended = datetime.fromisoformat(outcome.at.replace("Z", "+00:00")).timestamp()
+    return ended - outcome.duration_ms / 1000
