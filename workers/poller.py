@@ -256,7 +256,9 @@ class FeedScheduler:
             while True:
                 grant = await self.claims.claim(feed.id, self.lease_seconds, force=True)
                 if grant:
-                    return await self._held(feed, grant, work)
+                    report = await self._held(feed, grant, work, reraise=True)
+                    assert report is not None  # a failed poll raised instead
+                    return report
                 if time.monotonic() > deadline:
                     if feed.id in self._feeds and self.scheduler.get_job(feed.id) is None:
                         self._schedule(feed.id, CLAIM_RETRY_SECONDS)  # its job yielded to us
@@ -325,22 +327,37 @@ class FeedScheduler:
                 return
             await self._held(feed, grant, self.ingestor.poll)
 
-    async def _held(self, feed: FeedConfig, grant: Grant, work: Work) -> PollReport | None:
+    async def _held(
+        self, feed: FeedConfig, grant: Grant, work: Work, *, reraise: bool = False
+    ) -> PollReport | None:
         """Run `work` on a feed whose claim this process holds, then plan its next poll and
-        release the claim. The caller holds the feed's lock."""
+        release the claim. The caller holds the feed's lock. If `work` fails, the error is
+        logged (or, with `reraise`, raised to the caller once the next poll is planned)."""
         feed_id = feed.id
         planned = self.next_run(feed_id)
         self._running.add(feed_id)
         report: PollReport | None = None
+        failure: Exception | None = None
         try:
             report = await work(feed)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             # A bug or a store outage for this feed must not end its polling.
-            log.exception("poll of feed %s failed", feed_id)
+            failure = exc
+            if not reraise:
+                log.exception("poll of feed %s failed", feed_id)
         finally:
             self._running.discard(feed_id)
+        await self._after(feed, grant, report, planned)
+        if failure is not None and reraise:
+            raise failure
+        return report
+
+    async def _after(
+        self, feed: FeedConfig, grant: Grant, report: PollReport | None, planned: datetime | None
+    ) -> None:
+        feed_id = feed.id
         if report is not None and self.on_report:
             self.on_report(report)
         if grant == Grant.REQUESTED and self.announce is not None:
@@ -353,10 +370,10 @@ class FeedScheduler:
             if feed.paused or await self.ingestor.store.get_feed(feed_id) is None:
                 # Paused, removed while polled, or never stored (`liveupdates poll URL`).
                 await self._forget_claim(feed_id)
-                return report
+                return
             # Not scheduled here (`liveupdates poll FEED`): the workers follow this plan.
             await self._release(feed_id, time.time() + self._delay_after(feed, report))
-            return report
+            return
         delay = self._delay_after(scheduled, report)
         if self.next_run(feed_id) not in (None, planned):
             # sync() rescheduled it during the poll (new interval): keep the sooner time.
@@ -367,7 +384,6 @@ class FeedScheduler:
             # Requested while this poll ran: claim again at once (granted if still requested).
             self._again.discard(feed_id)
             self._spawn(feed_id)
-        return report
 
     def _spawn(self, feed_id: str) -> None:
         """Run the feed's claim-and-poll now, outside its APScheduler job: a job rescheduled to

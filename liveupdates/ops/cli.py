@@ -293,6 +293,9 @@ def cmd_remove(client: AdminClient, args: argparse.Namespace) -> None:
 def cmd_poll(client: AdminClient, args: argparse.Namespace) -> int:
     data = client.request("POST", _feed_path(args.id) + "/poll")
     o = data["outcome"]
+    if o is None:  # a web-only process: no worker ended the poll in time; it stays requested
+        _print(args, data, f"{args.id}: poll requested; no worker has finished it yet")
+        return 0
     if o["status"] == "error":
         text = f"{args.id}: error: {o['error'] or 'HTTP ' + str(o['http_status'])}"
     else:

@@ -324,7 +324,7 @@ class RedisStore:
     async def record_poll(
         self, outcome: PollOutcome, fetch_state: FetchState | None = None
     ) -> None:
-        mapping = {"outcome": json.dumps(asdict(outcome), ensure_ascii=False)}
+        mapping: dict[Any, Any] = {"outcome": json.dumps(asdict(outcome), ensure_ascii=False)}
         error = error_text(outcome)
         if error is not None:  # otherwise the previous error field stays
             mapping["error"] = error
@@ -542,7 +542,7 @@ class RedisStore:
             ensure_ascii=False,
         )
         bodies = [dump_event(e) for e in events]
-        args = [
+        args: list[Any] = [
             expected_version,
             version_json,
             snapshot.id,
@@ -591,9 +591,9 @@ class RedisStore:
         rows = await self.client.xrange(keys[1], min=f"{max(since, 0) + 1}-0", count=limit)
         return [
             LogEntry(channel, int(_str(entry_id).split("-", 1)[0]), json.loads(_str(body)))
-            for entry_id, fields in rows
+            for entry_id, fields in rows or ()
             # a client made without decode_responses returns bytes field names
-            if (body := fields.get("e", fields.get(b"e"))) is not None
+            if fields and (body := fields.get("e", fields.get(b"e"))) is not None
         ]
 
     async def close(self) -> None:
