@@ -4,6 +4,7 @@ install (a wheel in a fresh venv, run from another directory) finding them."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -46,9 +47,15 @@ def _run(*cmd: str | Path, cwd: Path) -> None:
 def test_a_wheel_installed_elsewhere_serves_the_demo_page(tmp_path: Path) -> None:
     """Builds a wheel, installs it (and its dependencies, from pip's cache or PyPI) into a fresh
     venv, and runs `liveupdates serve` from a directory with no config/ until / answers."""
-    dist, elsewhere = tmp_path / "dist", tmp_path / "elsewhere"
+    dist, elsewhere, source = tmp_path / "dist", tmp_path / "elsewhere", tmp_path / "source"
     elsewhere.mkdir()
-    _run(sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q", "-w", dist, cwd=ROOT)
+    # Built from a copy, so the build leaves nothing (build/, *.egg-info) in the checkout.
+    junk = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    for part in ("liveupdates", "workers", "config"):
+        shutil.copytree(ROOT / part, source / part, ignore=junk)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    _run(sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q", "-w", dist, cwd=source)
     (wheel,) = dist.glob("liveupdates-*.whl")
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
