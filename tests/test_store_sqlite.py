@@ -1,4 +1,4 @@
-"""SQLite-only behaviour: file setup, processes creating one file, open_store dispatch.
+"""SQLite-only behaviour: file setup, processes creating one file, backends chosen by URL.
 
 Everything a Store must do is in test_store_contract.py; this file covers what only SQLite has.
 """
