@@ -227,9 +227,7 @@ class FeedScheduler:
 
     async def poll_feed(self, feed: FeedConfig) -> PollReport:
         """Poll `feed` (stored or not: `liveupdates poll URL`) now, holding its claim."""
-        report = await self._exclusive(feed, self.ingestor.poll)
-        assert report is not None  # _exclusive only gives up by raising
-        return report
+        return await self._exclusive(feed, self.ingestor.poll)
 
     async def ingest_pushed(
         self, feed_id: str, body: bytes, headers: Mapping[str, str]
