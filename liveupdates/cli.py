@@ -66,24 +66,20 @@ async def _target_feed(store: Store, settings: Settings, target: str, self_url: 
 
 
 async def _poll(settings: Settings, target: str) -> int:
-    from liveupdates.ingest import Ingestor
-    from liveupdates.runtime import make_fetcher, open_store, self_url_from_env
+    from liveupdates.backends import open_backends
+    from liveupdates.runtime import self_url_from_env
+    from workers.poller import FeedScheduler
 
-    backends = await open_store(settings)
+    backends = open_backends(settings)
     try:
         self_url = self_url_from_env()
         feed = await _target_feed(backends.store, settings, target, self_url)
-        fetcher = make_fetcher(settings)
+        # Through a scheduler and the feed's claim, like every poll: never alongside a worker's.
+        scheduler = FeedScheduler.for_process(settings, backends, self_url=self_url)
         try:
-            ingestor = Ingestor(
-                backends.store,
-                fetcher,
-                flipflop_window=settings.poll_flipflop_window,
-                self_url=self_url,
-            )
-            report = await ingestor.poll(feed)
+            report = await scheduler.poll_feed(feed)
         finally:
-            await fetcher.aclose()
+            await scheduler.aclose()
         for event in report.events:
             print(json.dumps(event, ensure_ascii=False), flush=True)
         if report.outcome.status == "error":
@@ -103,7 +99,12 @@ async def _worker(settings: Settings) -> int:
 def _serve(settings: Settings, args: argparse.Namespace, *, with_poller: bool) -> int:
     from liveupdates.server import serve
 
-    serve(settings, host=args.host, port=args.port, with_poller=with_poller)
+    run_poller = None
+    if with_poller:
+        from workers.main import running_poller
+
+        run_poller = running_poller
+    serve(settings, host=args.host, port=args.port, run_poller=run_poller)
     return 0
 
 

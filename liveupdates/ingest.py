@@ -1,7 +1,8 @@
 """One poll of one feed, end to end: fetch, parse, normalise, compare, store, publish.
 
-This is the glue between the stages; each stage's logic lives in its own package. Both the CLI's
-`liveupdates poll` and the scheduled workers call `Ingestor.poll`.
+This is the glue between the stages; each stage's logic lives in its own package. Every poll goes
+through the process's scheduler (workers/poller.py), which calls `Ingestor.poll`, or
+`Ingestor.ingest` for a body pushed to us (WebSub): both share everything after the fetch.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from liveupdates import metrics
 from liveupdates.events import channels_for, created_event, updated_event, utcnow_iso
 from liveupdates.feeds.config import SELF_PLACEHOLDER, FeedError, resolve_url
-from liveupdates.feeds.fetch import Fetcher, next_fetch_state
+from liveupdates.feeds.fetch import Fetcher, FetchResult, next_fetch_state
 from liveupdates.feeds.normalise import content_hash, normalise_entry
 from liveupdates.feeds.parse import ParsedFeed, parse_feed
 from liveupdates.feeds.schedule import response_hint
@@ -95,6 +96,32 @@ class Ingestor:
         own = self.self_url if feed.url.startswith(SELF_PLACEHOLDER) else None
         result = await self.fetcher.fetch(url, state, exempt_origin=own)
         new_state = next_fetch_state(state, result, now=time.time())
+        return await self._read_and_store(feed, started, state, new_state, result, url)
+
+    async def ingest(self, feed: FeedConfig, body: bytes, headers: Mapping[str, str]) -> PollReport:
+        """A body of the feed that came without a fetch (a WebSub push): everything a poll does
+        after its fetch. The feed's validators and Retry-After hold stay as they are (they
+        belong to its URL's responses); a readable body ends an error streak, as a poll would."""
+        started = time.monotonic()
+        state = await self.store.get_fetch_state(feed.id)
+        try:
+            url = resolve_url(feed.url, self.self_url)
+        except FeedError:
+            url = feed.url  # only the base for relative links in the body
+        result = FetchResult(status="ok", url=url, body=body, headers=dict(headers))
+        new_state = replace(state, consecutive_errors=0)
+        return await self._read_and_store(feed, started, state, new_state, result, url)
+
+    async def _read_and_store(
+        self,
+        feed: FeedConfig,
+        started: float,
+        state: FetchState,
+        new_state: FetchState,
+        result: FetchResult,
+        url: str,
+    ) -> PollReport:
+        """Parse, normalise, match, compare, store and publish what a fetch (or push) brought."""
         parsed = None
         read: list[tuple[Snapshot, str]] = []
         if result.status == "ok" and result.body is not None:

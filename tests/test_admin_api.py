@@ -14,6 +14,7 @@ import httpx
 import pytest
 from starlette.routing import Route
 
+from liveupdates.events import utcnow_iso
 from liveupdates.ops.api import admin_routes
 from liveupdates.ops.openapi import openapi_schema
 from liveupdates.settings import Settings
@@ -343,10 +344,9 @@ async def test_redis_mode_a_web_change_reaches_a_separate_worker(
     (its own store object and scheduler); the change reaches it through Redis alone."""
     import dataclasses
 
-    from liveupdates.bus import InMemoryBus
+    from liveupdates.backends import open_url
     from liveupdates.hub import make_server
     from liveupdates.server import build_app
-    from liveupdates.store.redis import RedisStore
     from workers.main import running_poller
 
     feed_server.set("/r.xml", rss([bridge_story()]))
@@ -358,17 +358,16 @@ async def test_redis_mode_a_web_change_reaches_a_separate_worker(
         poll_jitter=0.0,
         fetch_allow_networks=(ALLOW_LOOPBACK,),
     )
-    web_store = RedisStore(redis_url, prefix=redis_prefix)
-    worker_store = RedisStore(redis_url, prefix=redis_prefix)
-    bus = InMemoryBus(web_store)
-    app = build_app(settings, web_store, bus, with_poller=False, self_url="http://127.0.0.1:1")
+    web = open_url(redis_url, prefix=redis_prefix)
+    worker = open_url(redis_url, prefix=redis_prefix)
+    app = build_app(settings, web, self_url="http://127.0.0.1:1")
     sock = bound_socket()
     server = make_server(app, settings, host="127.0.0.1", port=0, log_level="warning")
     serving = await serve_until_started(server, sock, "the web app")
     try:
         base = f"http://127.0.0.1:{sock.getsockname()[1]}"
         async with (
-            running_poller(settings, worker_store),
+            running_poller(settings, worker),
             httpx.AsyncClient(
                 base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
             ) as c,
@@ -388,16 +387,19 @@ async def test_redis_mode_a_web_change_reaches_a_separate_worker(
             assert time.monotonic() - started < 1.5
             await until(lambda: _polled_twice(feed_server, "/r.xml"), timeout=5)
 
-            # Poll now is answered by the web process itself.
+            # Poll now goes to the worker (the web process has no poller), which polls once
+            # and plans the next poll from it; the answer carries the outcome.
+            asked_at = utcnow_iso()
             r = await c.post("/v1/admin/feeds/r/poll")
+            assert r.status_code == 200
             assert r.json()["outcome"]["status"] == "ok"
+            assert r.json()["outcome"]["at"] >= asked_at  # this poll's, not an earlier one
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, 15)
         sock.close()
-        await bus.close()
-        await web_store.close()
-        await worker_store.close()
+        await web.close()
+        await worker.close()
 
 
 async def _polled_twice(feed_server: FeedServer, path: str) -> bool:

@@ -105,18 +105,15 @@ class AdminApi:
         try:
             await self.control.feeds_changed()
         except Exception:
-            # The change is stored; the workers' own re-read applies it even if this nudge fails.
-            log.exception("could not apply a feed change to the running scheduler")
+            # The change is stored; a worker that missed the notice re-reads the list when it
+            # reconnects (RESYNC), or at its next start.
+            log.exception("could not tell the schedulers that the feed list changed")
 
     # -- handlers ----------------------------------------------------------------------------
 
     async def list_feeds(self, request: Request, actor: str) -> Response:
-        feeds = []
-        for feed in await self.store.list_feeds():
-            health = await self.store.feed_health(feed.id)
-            if health is not None:  # deleted in between
-                feeds.append(feed_json(health))
-        return JSONResponse({"feeds": feeds})
+        # One read for every feed's health: the admin page asks every few seconds per open tab.
+        return JSONResponse({"feeds": [feed_json(h) for h in await self.store.feeds_health()]})
 
     async def create_feed(self, request: Request, actor: str) -> Response:
         body = await self._body(request)
@@ -167,6 +164,12 @@ class AdminApi:
             outcome = await self.control.poll_now(feed_id)
         except UnknownFeed:
             raise ApiError(404, "not_found", f"no feed with id {feed_id!r}") from None
+        if outcome is None:
+            # Web-only process: the poll was handed to the workers and none ended it in time.
+            await self._audit(actor, "feed.poll", feed_id, result="requested")
+            return JSONResponse(
+                {"outcome": None, "feed": await self._health_json(feed_id)}, status_code=202
+            )
         await self._audit(actor, "feed.poll", feed_id, result=outcome.status)
         return JSONResponse({"outcome": asdict(outcome), "feed": await self._health_json(feed_id)})
 
