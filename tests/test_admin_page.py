@@ -13,7 +13,7 @@ from tests.support.adminservice import AdminService
 from tests.support.feedserver import FeedServer
 from tests.support.stories import bridge_story, rss
 
-TOKEN = "page-test-token"
+TOKEN = "page-test-token-0123"
 WAIT_MS = 10_000
 
 

@@ -146,6 +146,12 @@ class RedisBus:
     async def bounds(self, channel: str) -> LogBounds:
         return await self.store.log_bounds(channel)
 
+    async def ping(self) -> None:
+        # The reader's own connection sits in XREAD BLOCK; the store's answers for the server.
+        if self._closed:
+            raise RuntimeError("bus closed")
+        await self.store.client.ping()
+
     async def close(self) -> None:
         self._closed = True
         for task in (self._reader, self._kicker):
