@@ -28,7 +28,7 @@ from liveupdates.ops.feeds import ApiError, changed_fields, feed_json, new_feed,
 from liveupdates.ops.openapi import openapi_schema
 from liveupdates.settings import Settings
 from liveupdates.store.base import Store
-from liveupdates.validate import is_decimal
+from liveupdates.validate import is_decimal, valid_text
 
 log = logging.getLogger("liveupdates.admin")
 
@@ -132,7 +132,8 @@ class AdminApi:
     async def create_feed(self, request: Request, actor: str) -> Response:
         body = await self._body(request)
         url = body.get("url") if isinstance(body, dict) else None
-        default_id = default_feed_id(url) if isinstance(url, str) else ""
+        # Only from a url new_feed will accept; it refuses the rest with a clear 400.
+        default_id = default_feed_id(url) if isinstance(url, str) and valid_text(url) else ""
         feed = new_feed(body, self.settings, await self.store.list_feeds(), default_id)
         await self.store.upsert_feed(feed)
         await self._audit(actor, "feed.create", feed.id, before=None, after=asdict(feed))
