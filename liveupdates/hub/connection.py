@@ -127,7 +127,9 @@ class QueuedConnection:
         if self._closing is None:
             self._closing = asyncio.get_running_loop().create_future()
         if self.close_code is None:
-            await asyncio.wait({task, self._closing}, timeout=SEND_TIMEOUT)
+            await asyncio.wait(
+                {task, self._closing}, timeout=SEND_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
         if task.done():
             task.result()  # the transport's failure, if any, is the caller's to handle
             return self.close_code is None
