@@ -48,17 +48,16 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        hub = self.hub
-        if scope["path"].startswith(RATE_LIMITED_PREFIXES):
+        public = scope["path"].startswith(RATE_LIMITED_PREFIXES)
+        if public:
             try:
-                hub.request_rate.check(client_address(scope), time.monotonic())
+                self.hub.request_rate.check(client_address(scope), time.monotonic())
             except Refused as exc:
-                response = too_many(exc)
-                await response(scope, receive, self._headers(send))
+                await too_many(exc)(scope, receive, self._headers(send, False))
                 return
-        await self.app(scope, receive, self._headers(send))
+        await self.app(scope, receive, self._headers(send, public))
 
-    def _headers(self, send: Send) -> Send:
+    def _headers(self, send: Send, reads_store: bool) -> Send:
         hub = self.hub
 
         async def send_with_headers(message: Message) -> None:
@@ -68,7 +67,9 @@ class EdgeMiddleware:
                 for name, value in SECURITY_HEADERS:
                     if name.decode() not in headers:
                         message["headers"].append((name, value))
-                if message["status"] < 500:
+                # A REST answer read the store: if it was down, it is back (a page or a static
+                # file says nothing about the store).
+                if reads_store and message["status"] < 500:
                     hub.backend_up()
             await send(message)
 
