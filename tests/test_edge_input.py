@@ -257,7 +257,7 @@ def test_arbitrary_input_never_gets_a_5xx_or_1011(service: AdminService) -> None
         with http.stream(
             "GET",
             f"/v1/sse?channel={_path(channel_text)}&since={n}",
-            headers={"Last-Event-ID": header},
+            headers={"Last-Event-ID": header.strip(" \t")},  # h11 refuses edge blanks
         ) as stream:
             ok(stream)
         # Admin API with a token: never polls (paused), so nothing leaves the machine.
