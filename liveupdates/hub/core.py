@@ -68,6 +68,7 @@ class Hub:
         )
         self.request_rate = RequestRate(settings.limits_requests_per_second_per_address)
         self.backend_problem: str | None = None  # why requests failed with 503, while they do
+        self.failure_logged_at: float | None = None  # last traceback of a failed session
 
     def backend_down(self, reason: str) -> None:
         """Requests fail because the store or bus is down: one log line when that starts."""

@@ -173,21 +173,21 @@ async def websocket_session(
             metrics.client_disconnected("ws")
 
 
-def session_failed(hub: Hub, conn: QueuedConnection, exc: Exception) -> None:
-    """A session's reader raised: a backend outage (close 1013, one log line for the outage)
-    or a bug (close 1011, logged with its traceback, at most once per LOG_INTERVAL)."""
+def session_failed(
+    hub: Hub, conn: QueuedConnection, exc: Exception, what: str = "WebSocket"
+) -> None:
+    """A client's reader or subscribe raised: a backend outage (close 1013, one log line for the
+    whole outage) or a bug (close 1011, logged with its traceback at most once per
+    FAILURE_LOG_INTERVAL: a bug every client hits must not write a traceback per client)."""
     if isinstance(exc, BACKEND_ERRORS):
         hub.backend_down(f"{type(exc).__name__}: {str(exc)[:200]}")
         conn.close(CLOSE_TRY_AGAIN, f"store unavailable; retry in {BACKEND_RETRY_AFTER} s")
         return
-    global _last_failure_log
     now = time.monotonic()
-    if now - _last_failure_log >= LOG_INTERVAL:
-        _last_failure_log = now
-        log.error("WebSocket session failed", exc_info=exc)
+    if hub.failure_logged_at is None or now - hub.failure_logged_at >= FAILURE_LOG_INTERVAL:
+        hub.failure_logged_at = now
+        log.error("%s session failed", what, exc_info=exc)
     conn.close(CLOSE_INTERNAL, "internal error")
 
 
-# A bug hit by every client must not write a traceback per client.
-LOG_INTERVAL = 60.0
-_last_failure_log = -LOG_INTERVAL
+FAILURE_LOG_INTERVAL = 60.0

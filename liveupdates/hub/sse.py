@@ -124,7 +124,7 @@ def _close_on_failure(task: asyncio.Task[None], hub: Hub, conn: SSEConnection) -
     if not task.cancelled():
         exc = task.exception()
         if isinstance(exc, Exception):
-            session_failed(hub, conn, exc)
+            session_failed(hub, conn, exc, "SSE")
 
 
 async def sse_endpoint(request: Request) -> Response:
