@@ -103,6 +103,15 @@ async def test_public_rest_routes_are_rate_limited_per_address(start_hub_server:
         await until(lambda: _ok(http, "/v1/stories/ferry"), timeout=5, interval=0.25)
 
 
+async def test_bad_requests_use_up_the_budget_faster(start_hub_server: StartHub) -> None:
+    hub = await start_hub_server(limits_requests_per_second_per_address=2)
+    await hub.publish("ferry")
+    async with httpx.AsyncClient(base_url=hub.base_url, timeout=10) as http:
+        # A burst of 4; one bad request costs 5 of them, so the next good one waits.
+        assert (await http.get("/v1/stories/ferry/updates?since=²")).status_code == 400
+        assert (await http.get("/v1/stories/ferry")).status_code == 429
+
+
 async def _ok(http: httpx.AsyncClient, path: str) -> bool:
     return (await http.get(path)).status_code == 200
 

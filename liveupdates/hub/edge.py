@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from liveupdates.hub.backend import BACKEND_RETRY_AFTER
 from liveupdates.hub.core import Hub
-from liveupdates.hub.limits import Refused
+from liveupdates.hub.limits import BAD_REQUEST_COST, Refused
 
 # The pages (/, /admin) load only their own scripts and styles, and open connections only to this
 # origin (same host: 'self' covers ws:/wss: there too). Nothing may frame them.
@@ -53,11 +53,11 @@ class EdgeMiddleware:
             try:
                 self.hub.request_rate.check(client_address(scope), time.monotonic())
             except Refused as exc:
-                await too_many(exc)(scope, receive, self._headers(send, False))
+                await too_many(exc)(scope, receive, self._headers(send, scope, False))
                 return
-        await self.app(scope, receive, self._headers(send, public))
+        await self.app(scope, receive, self._headers(send, scope, public))
 
-    def _headers(self, send: Send, reads_store: bool) -> Send:
+    def _headers(self, send: Send, scope: Scope, public: bool) -> Send:
         hub = self.hub
 
         async def send_with_headers(message: Message) -> None:
@@ -67,10 +67,16 @@ class EdgeMiddleware:
                 for name, value in SECURITY_HEADERS:
                     if name.decode() not in headers:
                         message["headers"].append((name, value))
-                # A REST answer read the store: if it was down, it is back (a page or a static
-                # file says nothing about the store).
-                if reads_store and message["status"] < 500:
-                    hub.backend_up()
+                if public:
+                    status = message["status"]
+                    if status == 400:
+                        hub.request_rate.penalise(
+                            client_address(scope), time.monotonic(), BAD_REQUEST_COST - 1
+                        )
+                    # A REST answer read the store: if it was down, it is back (a page or a
+                    # static file says nothing about the store).
+                    if status < 500:
+                        hub.backend_up()
             await send(message)
 
         return send_with_headers

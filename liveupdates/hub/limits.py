@@ -15,6 +15,9 @@ from liveupdates.hub.ratelimit import TokenBucket
 
 # Seconds a refused connection is told to wait before trying again.
 CONNECTION_RETRY_AFTER = 10
+# A 400 on a public route costs this many requests of the address's budget: a client that keeps
+# sending bad input is throttled sooner than one that only asks a lot.
+BAD_REQUEST_COST = 5
 # Request buckets kept before idle (full) ones are dropped; past twice this all are.
 MAX_TRACKED_ADDRESSES = 50_000
 
@@ -83,6 +86,12 @@ class RequestRate:
         if not bucket.take(now):
             wait = max(1, math.ceil(1 / self.rate)) if self.rate > 0 else 60
             raise Refused(f"too many requests; retry in {wait} s", wait)
+
+    def penalise(self, address: str, now: float, cost: float) -> None:
+        """A bad request costs `cost` more requests' worth of the address's budget."""
+        bucket = self._buckets.get(address)
+        if bucket is not None:
+            bucket.drain(now, cost)
 
     def _prune(self, now: float) -> None:
         # A bucket that has refilled completely carries no information: forget it.

@@ -18,6 +18,11 @@ class TokenBucket:
         """Whether the bucket has refilled to `burst` by `now` (nothing spent recently)."""
         return self._tokens + max(0.0, now - self._last) * self.rate >= self.burst
 
+    def drain(self, now: float, cost: float) -> None:
+        """Spend up to `cost` tokens, as many as there are (a penalty, never refused)."""
+        self.take(now, 0)
+        self._tokens = max(0.0, self._tokens - cost)
+
     def take(self, now: float, cost: float = 1.0) -> bool:
         """Spend `cost` tokens if there are enough; say whether it was allowed."""
         elapsed = max(0.0, now - self._last)
