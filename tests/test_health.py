@@ -71,9 +71,13 @@ async def test_a_redis_outage_is_503_json_and_one_log_line(
     prefix = f"lutest:{uuid.uuid4().hex[:8]}:"
     hub = await start_hub_server(redis=(throwaway_redis.url, prefix))
     await hub.publish("tram-strike", feed="gazette")
-    async with httpx.AsyncClient(base_url=hub.base_url, timeout=10) as http:
+    async with (
+        httpx.AsyncClient(base_url=hub.base_url, timeout=10) as http,
+        hub.ws() as reader,  # a live reader keeps the bus's Redis reader running
+    ):
         assert (await http.get("/healthz")).status_code == 200
         assert (await http.get("/v1/stories/tram-strike")).status_code == 200
+        await reader.subscribe("story:tram-strike")
 
         throwaway_redis.stop()
         health = await http.get("/healthz")
@@ -111,6 +115,9 @@ async def test_a_redis_outage_is_503_json_and_one_log_line(
         )
         assert (await http.get("/v1/stories/tram-strike")).status_code == 404
     assert any("answer again" in r.getMessage() for r in caplog.records)
+    # The bus reader retried with backoff throughout, and said so once.
+    assert hub.bus.reconnects >= 1  # type: ignore[attr-defined]
+    assert len([r for r in caplog.records if "bus lost Redis" in r.getMessage()]) == 1
 
 
 async def _status(http: httpx.AsyncClient, path: str, status: int) -> bool:
