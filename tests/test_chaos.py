@@ -69,6 +69,7 @@ CATCH_UP_DEADLINE = 90.0
 ANSWER_DEADLINE = 15.0
 STEPS = 8  # log entries that must land after each chaos step before the next one
 BACKOFF_CAP = 2.0
+OUTAGE_ENTRIES = 2  # feed changes while Redis is down
 POLICIES = ("sticky", "same-first", "other-first")
 
 
@@ -511,8 +512,12 @@ async def test_exactly_once_through_worker_web_and_redis_restarts(
             await waiting.until(lambda: service.healthy(port_a), START_DEADLINE, "web A back")
             await caught_up(await progress("web A SIGKILLed and restarted"), "after web A")
 
-            # 3. Redis shuts down (flushing its append-only file) and starts again with its data.
+            # 3. Redis shuts down (flushing its append-only file) and starts again with its data,
+            # after the feed changed twice: web processes and workers retry on their own
+            # backoffs, so either may be back first.
             chaos_redis.stop(signal.SIGTERM)
+            changed = driver.entries + OUTAGE_ENTRIES
+            await waiting.until(lambda: driver.entries >= changed, START_DEADLINE, "the feed")
             chaos_redis.start()
             seq = await progress("Redis restarted")
             await caught_up(seq, "after Redis")
