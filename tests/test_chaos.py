@@ -129,12 +129,13 @@ class Reader:
     _reset_due: tuple[str, bool] | None = None
 
     def port_for(self, attempt: int) -> int:
+        """Where to connect on the `attempt`th try since the last subscription (1: first)."""
         if self.policy == "sticky" or not self.last_port:
             return self.home
         last = self.last_port
         other = self.other if last == self.home else self.home
         order = (last, other) if self.policy == "same-first" else (other, last)
-        return order[attempt % 2]
+        return order[(attempt - 1) % 2]
 
     def ask(self, observed: Observed) -> Asked:
         """The position to subscribe from: since/epoch (the first time: the whole log)."""
@@ -603,7 +604,9 @@ async def test_exactly_once_through_worker_web_and_redis_restarts(
         summary = "\n".join(
             [
                 f"chaos run: {wall:.0f}s, {last} updates, {len(readers)} readers, "
-                f"{sum(len(r.ports) - 1 for r in readers)} resumptions",
+                f"{sum(len(r.ports) - 1 for r in readers)} resumptions; of web A's readers "
+                f"{sum(r.ports[-1] == port_a for r in readers if r.home == port_a)} ended on A, "
+                f"{sum(r.ports[-1] == port_b for r in readers if r.home == port_a)} on B",
                 *steps,
                 *(
                     f"{r.name}: reset at seq {x.seq} to v{x.version}: {x.reason}"
