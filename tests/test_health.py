@@ -14,7 +14,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.support.hubserver import HubServerHandle, StartHub
-from tests.support.redis_server import _free_port, start_redis_server, stop_redis_server
+from tests.support.processes import free_port
+from tests.support.redis_server import RedisServerProcess
 from tests.support.waiting import until
 
 
@@ -30,7 +31,7 @@ async def test_healthz_is_503_when_nothing_answers_at_the_redis_address(
     start_hub_server: StartHub,
 ) -> None:
     # A port nothing listens on: Redis is "down" from the start.
-    hub = await start_hub_server(redis=(f"redis://127.0.0.1:{_free_port()}/0", "lutest:down:"))
+    hub = await start_hub_server(redis=(f"redis://127.0.0.1:{free_port()}/0", "lutest:down:"))
     async with httpx.AsyncClient(base_url=hub.base_url, timeout=10) as http:
         response = await http.get("/healthz")
     assert response.status_code == 503
@@ -39,33 +40,18 @@ async def test_healthz_is_503_when_nothing_answers_at_the_redis_address(
     assert "ConnectionError" in body["reason"]
 
 
-class ThrowawayRedis:
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = str(workdir)
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc = None
-
-    def start(self) -> None:
-        self.proc = start_redis_server(self.port, self.workdir)
-        assert self.proc is not None, "redis-server did not start"
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_redis_server(self.proc)
-            self.proc = None
-
-
 @pytest.fixture
-def throwaway_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
-    redis = ThrowawayRedis(tmp_path)
-    redis.start()
+def throwaway_redis(tmp_path: Path) -> Iterator[RedisServerProcess]:
+    """A redis-server of this test's own, which it stops and starts again."""
+    redis = RedisServerProcess(tmp_path, persistent=False).start()
     yield redis
     redis.stop()
 
 
 async def test_a_redis_outage_is_503_json_and_one_log_line(
-    start_hub_server: StartHub, throwaway_redis: ThrowawayRedis, caplog: pytest.LogCaptureFixture
+    start_hub_server: StartHub,
+    throwaway_redis: RedisServerProcess,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="liveupdates")
     prefix = f"lutest:{uuid.uuid4().hex[:8]}:"

@@ -19,22 +19,28 @@ These two are plain synchronous fixtures so they work in sync and async tests al
 
 ``redis_client`` (function scope, async) -> redis.asyncio.Redis on ``redis_url`` with
 ``decode_responses=True``, closed when the test ends.
+
+``RedisServerProcess(workdir, persistent=True)`` is a redis-server of a test's own, for a test that
+must stop and restart Redis (tests/test_chaos.py) without touching the shared one.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
+import signal
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis
 import redis.asyncio as aioredis
+
+from tests.support.processes import free_port
+from tests.support.waiting import until_sync
 
 ENV_VAR = "LIVEUPDATES_TEST_REDIS_URL"
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -52,52 +58,81 @@ def _answers_ping(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class RedisServerProcess:
+    """A redis-server of our own on a loopback port, keeping its files in `workdir`.
 
+    With `persistent`, every write is in the append-only file before it is acknowledged
+    (`--appendonly yes --appendfsync always`), so `stop()` then `start()` (same port, same
+    directory) is a Redis restart that keeps its data. Otherwise nothing is persisted.
+    """
 
-def start_redis_server(port: int, workdir: str) -> subprocess.Popen[bytes] | None:
-    """A throwaway redis-server on 127.0.0.1:`port` (no persistence), answering PING; None if
-    there is no redis-server binary or it did not start within 10 s. The caller stops it."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        return None
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
-    while not _answers_ping(url):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop_redis_server(proc)
-            return None
-        time.sleep(0.05)
-    return proc
+    def __init__(self, workdir: Path, *, persistent: bool, port: int | None = None) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError(NO_REDIS)
+        self.binary = binary
+        self.workdir = workdir
+        self.persistent = persistent
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
 
+    def start(self, timeout: float = 10.0) -> RedisServerProcess:
+        """Start it and return once it answers PING; RuntimeError if it does not."""
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "always"]
+            if self.persistent
+            else ["--appendonly", "no"]
+        )
+        self.starts += 1
+        log = (self.workdir / f"redis-{self.starts}.log").open("wb")
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                *persistence,
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        proc = self.proc
+        try:
+            until_sync(
+                lambda: proc.poll() is not None or _answers_ping(self.url),
+                timeout,
+                f"redis-server did not answer on port {self.port} within {timeout:.0f}s",
+                0.05,
+            )
+        except AssertionError as exc:
+            self.stop()
+            raise RuntimeError(str(exc)) from None
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"redis-server exited with status {proc.returncode} on port {self.port}"
+            )
+        return self
 
-def stop_redis_server(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop it (SIGTERM: a clean shutdown that flushes the append-only file)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -111,15 +146,18 @@ def redis_url() -> Iterator[str]:
     if _answers_ping(DEFAULT_URL):
         yield DEFAULT_URL
         return
+    if shutil.which("redis-server") is None:
+        pytest.fail(NO_REDIS, pytrace=False)
     with tempfile.TemporaryDirectory(prefix="lu-redis-") as workdir:
-        port = _free_port()
-        proc = start_redis_server(port, workdir)
-        if proc is None:
-            pytest.fail(f"redis-server did not start on port {port}. {NO_REDIS}", pytrace=False)
+        server = RedisServerProcess(Path(workdir), persistent=False)
         try:
-            yield f"redis://127.0.0.1:{port}/0"
+            server.start()
+        except RuntimeError as exc:
+            pytest.fail(f"{exc}. {NO_REDIS}", pytrace=False)
+        try:
+            yield server.url
         finally:
-            stop_redis_server(proc)
+            server.stop()
 
 
 def delete_prefix(url: str, prefix: str) -> int:

@@ -63,3 +63,37 @@ def rss(items: list[Item], *, title: str = "Harbour Town Gazette") -> bytes:
         parts.append("</item>")
     parts.append("</channel></rss>")
     return "\n".join(parts).encode()
+
+
+STORM_WATCH = [
+    "Forecasters have extended the storm warning for Greyhaven Point until Thursday noon, as a "
+    "deep low moves up the coast faster than expected.",
+    "The harbour master has closed the outer moorings and asked crews to double their lines.",
+]
+# A live story's running entries: each one names its number, so every entry is a new paragraph.
+_STORM_ENTRIES = [
+    "the lifeboat crew reported swells of six metres beyond the breakwater",
+    "the coast road between Greyhaven and Tollmere was closed by spray and shingle",
+    "the keeper at the old lighthouse said the lamp was running on its reserve generator",
+    "two fishing boats sheltering in Culver Bay confirmed they were riding out the gusts safely",
+    "the school board said classes at the harbour primary would start an hour late",
+    "power was restored to the streets above the fish market after a short outage",
+    "the ferry company moved its evening sailing to the sheltered inner pier",
+    "volunteers stacked sandbags along the promenade outside the Anchor Rooms",
+]
+
+
+def storm_watch_entry(number: int) -> str:
+    """The story's `number`th live entry (1-based), distinct from every other one."""
+    what = _STORM_ENTRIES[(number - 1) % len(_STORM_ENTRIES)]
+    return f"Entry {number}: {what[0].upper()}{what[1:]} (bulletin {number})."
+
+
+def storm_watch_story(entries: int) -> Item:
+    """The Greyhaven storm watch with its first `entries` live entries, newest last."""
+    return Item(
+        guid="greyhaven-courier-storm-watch",
+        title="Storm watch: Greyhaven Point braces for the night",
+        link="https://courier.example/live/greyhaven-storm-watch",
+        paragraphs=[*STORM_WATCH, *(storm_watch_entry(n) for n in range(1, entries + 1))],
+    )
