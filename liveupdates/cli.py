@@ -6,12 +6,12 @@ import argparse
 import asyncio
 import hashlib
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from liveupdates import __version__
+from liveupdates.logformat import configure_logging
 from liveupdates.settings import Settings, SettingsError, load_settings
 
 
@@ -112,18 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        # One line per poll and per request drowns what matters; -v brings them back.
-        for noisy in ("apscheduler", "httpx", "websockets.server"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        if args.command == "feeds":
+        # `feeds` talks to a server's admin API and reads no settings of its own.
+        settings = None if args.command == "feeds" else load_settings()
+    except SettingsError as exc:
+        print(f"liveupdates: {exc}", file=sys.stderr)
+        return 1
+    configure_logging(settings.log_format if settings else "text", verbose=args.verbose)
+    try:
+        if settings is None:
             return args.run(args)
-        settings = load_settings()
         if args.command == "poll":
             return asyncio.run(_poll(settings, args.target))
         if args.command == "worker":

@@ -115,7 +115,10 @@ def serve(
                 self_url=f"http://{_url_host(host)}:{port}",
                 ws_host=host,
             )
-            await make_server(app, settings, host=host, port=port).serve()
+            # JSON logs: uvicorn's own text handlers would break the one-object-per-line stream,
+            # so its loggers go through the root handler that configure_logging set up.
+            logging = {"log_config": None} if settings.log_format == "json" else {}
+            await make_server(app, settings, host=host, port=port, **logging).serve()
         finally:
             await bus.close()
             await backends.close()

@@ -9,6 +9,7 @@ import signal
 from collections.abc import AsyncIterator
 
 from liveupdates.ingest import Ingestor, Publish
+from liveupdates.metrics import start_metrics_server
 from liveupdates.runtime import make_fetcher, open_store, seed_feeds, self_url_from_env
 from liveupdates.settings import Settings
 from liveupdates.store.base import Store
@@ -72,6 +73,7 @@ async def _keep_in_sync(scheduler: FeedScheduler, store: Store) -> None:
 
 
 async def run_worker(settings: Settings) -> None:
+    stop_metrics = start_metrics_server(settings)
     backends = await open_store(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -85,3 +87,4 @@ async def run_worker(settings: Settings) -> None:
             await stop.wait()
     finally:
         await backends.close()
+        stop_metrics()

@@ -91,7 +91,14 @@ class AdminApi:
         record = {"at": utcnow_iso(), "actor": actor, "action": action, "feed_id": feed_id}
         record.update(details)
         await self.store.append_audit(record)
-        log.info("admin %s: %s %s %s", actor, action, feed_id, details.get("after", ""))
+        log.info(
+            "admin %s: %s %s %s",
+            actor,
+            action,
+            feed_id,
+            details.get("after", ""),
+            extra={"feed": feed_id, "actor": actor},
+        )
 
     async def _changed(self) -> None:
         try:
