@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from liveupdates.demo.story import FEED_TITLE
+
 START_DEADLINE = 40.0  # seconds for `liveupdates serve` to answer /healthz
 
 
@@ -60,8 +62,8 @@ def served(tmp_path: Path, served_extra_feeds: str) -> Iterator[Served]:
     port = _free_port()
     feeds = tmp_path / "feeds.toml"
     feeds.write_text(
-        '[[feeds]]\nid = "demo"\nurl = "{self}/demo/feed.xml"\ninterval_seconds = 2\n'
-        + served_extra_feeds
+        f'[[feeds]]\nid = "demo"\ntitle = "{FEED_TITLE}"\n'
+        'url = "{self}/demo/feed.xml"\ninterval_seconds = 2\n' + served_extra_feeds
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEUPDATES_")}
     env.update(
