@@ -58,9 +58,13 @@ def test_home_page_lists_every_feed_live(
     expect(harbour.locator(".story-button")).to_have_count(2)
 
     # The placeholder points where the list is: beside the story, or above it on a phone.
-    expect(page.locator("#placeholder")).to_contain_text("Choose a story on the left.", use_inner_text=True)
+    expect(page.locator("#placeholder")).to_contain_text(
+        "Choose a story on the left.", use_inner_text=True
+    )
     page.set_viewport_size({"width": 390, "height": 800})
-    expect(page.locator("#placeholder")).to_contain_text("Choose a story above.", use_inner_text=True)
+    expect(page.locator("#placeholder")).to_contain_text(
+        "Choose a story above.", use_inner_text=True
+    )
     expect(page.locator("#placeholder .wide-only")).to_be_hidden()
     assert not errors, errors
 
