@@ -183,7 +183,7 @@ async def get_feeds(request: Request) -> JSONResponse:
         limit = _int_param(request, "limit", DEFAULT_FEEDS_LIMIT, 1, MAX_FEEDS_LIMIT)
         raw = request.query_params.get("cursor")
         after = _decode_cursor(raw) if raw else None
-    except (BadParameter, ValueError) as exc:
+    except BadParameter as exc:
         return error_response(400, "bad_request", str(exc))
     # One more than asked tells whether another page follows without a count.
     listing = await _hub(request).store.feed_listing(after, limit + 1)
