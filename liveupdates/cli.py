@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from liveupdates import __version__
+from liveupdates.logformat import configure_logging
 from liveupdates.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -140,14 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        # One line per poll and per request drowns what matters; -v brings them back.
-        for noisy in ("apscheduler", "httpx", "websockets.server"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         status = _run(args)
         # Buffered output meets a reader that went away here, where it can still be handled.
@@ -167,8 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "feeds":
+        # `feeds` talks to a server's admin API and reads no settings of its own.
+        configure_logging("text", verbose=args.verbose)
         return int(args.run(args))
     settings = load_settings()
+    configure_logging(settings.log_format, verbose=args.verbose)
     if args.command == "poll":
         return asyncio.run(_poll(settings, args.target))
     if args.command == "worker":

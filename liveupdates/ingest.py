@@ -8,6 +8,7 @@ through the process's scheduler (workers/poller.py), which calls `Ingestor.poll`
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,8 @@ from liveupdates.models import FeedConfig, FetchState, LogEntry, PollOutcome, Sn
 from liveupdates.store.base import Store, VersionConflict
 
 Publish = Callable[[list[LogEntry]], Awaitable[None]]
+
+log = logging.getLogger("liveupdates.ingest")
 
 # How many earlier versions a returning text is compared with when damping flip-flops.
 FLIPFLOP_DEPTH = 3
@@ -215,6 +218,14 @@ class Ingestor:
             # Another poller stored this change first; it has published it too.
             return [], False, snapshot.id
         metrics.updates_published(sum(1 for e in entries if e.channel.startswith("story:")))
+        log.info(
+            "story %s of feed %s: version %d (%s)",
+            snapshot.id,
+            snapshot.feed,
+            expected + 1,
+            event["kind"],
+            extra={"feed": snapshot.feed, "story": snapshot.id},
+        )
         if self.publish is not None and entries:
             await self.publish(entries)
         return entries, False, snapshot.id
@@ -263,4 +274,11 @@ class Ingestor:
         )
         await self.store.record_poll(outcome, state)
         metrics.observe_poll(outcome.status, outcome.duration_ms / 1000)
+        if outcome.status == "error":
+            log.warning(
+                "poll of feed %s failed: %s",
+                feed.id,
+                error or f"HTTP {http_status}",
+                extra={"feed": feed.id},
+            )
         return PollReport(outcome=outcome, retry_after=retry_after, consecutive_errors=errors)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -20,10 +20,13 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from liveupdates.settings import Settings, SettingsError
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -209,3 +212,28 @@ async def _metrics(request: Request) -> Response:
 
 def metrics_route(path: str = "/metrics") -> Route:
     return Route(path, _metrics, methods=["GET"])
+
+
+def start_metrics_server(settings: Settings) -> Callable[[], None]:
+    """Serve this process's metrics on `metrics_port` (on `hub_host`) from a background thread,
+    for processes without an HTTP app of their own (`worker`; later `push`). Returns the function
+    that stops it; does nothing when the port is 0. A port that cannot be bound is a start-up
+    mistake: SettingsError, one line."""
+    if not settings.metrics_port:
+        return lambda: None
+    try:
+        server, thread = start_http_server(
+            settings.metrics_port, addr=settings.hub_host, registry=REGISTRY
+        )
+    except OSError as exc:
+        raise SettingsError(
+            f"setting metrics_port: cannot listen on {settings.hub_host}:{settings.metrics_port}"
+            f" ({exc.strerror or exc})"
+        ) from None
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop

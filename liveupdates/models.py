@@ -125,6 +125,15 @@ class FeedHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedListing:
+    """One feed as the public list of feeds shows it (GET /v1/feeds)."""
+
+    config: FeedConfig
+    stories: int
+    last_update: str | None  # ISO 8601 UTC time the feed's latest story version was stored
+
+
+@dataclass(frozen=True, slots=True)
 class LogEntry:
     """One event in a channel's log."""
 

@@ -10,6 +10,7 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -110,7 +111,10 @@ def serve(
                 self_url=f"http://{_url_host(host)}:{port}",
                 ws_host=host,
             )
-            await make_server(app, settings, host=host, port=port).serve()
+            # JSON logs: uvicorn's own text handlers would break the one-object-per-line stream,
+            # so its loggers go through the root handler that configure_logging set up.
+            options: dict[str, Any] = {"log_config": None} if settings.log_format == "json" else {}
+            await make_server(app, settings, host=host, port=port, **options).serve()
         finally:
             await backends.close()
 

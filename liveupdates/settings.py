@@ -49,6 +49,9 @@ class Settings:
     feeds_file: str | None = None  # None: config/feeds.toml (see config_dir)
     # named admin tokens {name: token}; only from a settings file
     admin_tokens: dict[str, str] = field(default_factory=dict)
+    # Prometheus metrics of `worker` on their own port (on hub_host); 0: off. `web` and `serve`
+    # serve /metrics on their HTTP port instead.
+    metrics_port: int = 0
 
     # [poll]
     poll_min_interval: float = 2.0
@@ -68,6 +71,7 @@ class Settings:
     # [log]
     log_retention: int = 0  # entries kept per channel; 0 keeps all
     log_replay_cap: int = 500  # most updates replayed to one resuming client
+    log_format: str = "text"  # process logs: "text" (human-readable) or "json" (one object a line)
 
     # [hub]
     hub_host: str = "127.0.0.1"
@@ -211,6 +215,10 @@ def _check(settings: Settings) -> Settings:
         raise SettingsError("setting log_retention must be >= 0 (0 keeps everything)")
     if not 1 <= settings.hub_port <= 65535:
         raise SettingsError("setting hub_port must be between 1 and 65535")
+    if not 0 <= settings.metrics_port <= 65535:
+        raise SettingsError("setting metrics_port must be between 0 (off) and 65535")
+    if settings.log_format not in ("text", "json"):
+        raise SettingsError('setting log_format must be "text" or "json"')
     if not 0 <= settings.hub_ws_port <= 65535:
         raise SettingsError("setting hub_ws_port must be between 0 (off) and 65535")
     if settings.redis_url and not settings.redis_url.startswith(

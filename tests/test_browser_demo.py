@@ -7,28 +7,19 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
 from playwright.sync_api import Page, expect
 
 from liveupdates.demo.story import STAGES_PER_STORY, UPDATED_NOTE, story_at
 from liveupdates.diff import apply, diff
 from liveupdates.models import Snapshot
+from tests.support.served import Served
 
 STATIC = Path(__file__).resolve().parent.parent / "liveupdates" / "static"
-START_DEADLINE = 40.0  # seconds for `liveupdates serve` to answer /healthz
 UPDATE_TIMEOUT_MS = 30_000  # generous: a poll every 2 s, a demo change every 1.5 s
 SCREENSHOT = Path("/tmp/demo.png")
 
@@ -102,10 +93,28 @@ def _js_json(snapshot: Snapshot, version: int) -> dict[str, Any]:
     return {**snapshot.to_json(), "version": version}
 
 
+MODULE_ORIGIN = "http://liveupdates.test"
+
+
+def open_static_modules(page: Page) -> None:
+    """A blank page on an origin whose /static/ is liveupdates/static, served by the browser's
+    own request routing (no server): the page's ES modules can then be imported as they are."""
+
+    def fulfil(route: Any) -> None:
+        path = route.request.url.removeprefix(MODULE_ORIGIN).split("?")[0]
+        file = STATIC / path.removeprefix("/static/")
+        if path.startswith("/static/") and file.is_file():
+            route.fulfill(path=str(file), content_type="text/javascript")
+        else:
+            route.fulfill(body="<!doctype html><title>modules</title>", content_type="text/html")
+
+    page.route(f"{MODULE_ORIGIN}/**", fulfil)
+    page.goto(f"{MODULE_ORIGIN}/")
+
+
 def test_page_applies_diffs_exactly_as_the_python_engine(browser_page: Page) -> None:
     page = browser_page
-    page.set_content("<!doctype html><title>LiveDiff</title><body></body>")
-    page.add_script_tag(path=str(STATIC / "app.js"))
+    open_static_modules(page)
 
     cases = []
     for old, new in _snapshot_pairs():
@@ -131,8 +140,10 @@ def test_page_applies_diffs_exactly_as_the_python_engine(browser_page: Page) -> 
         )
 
     results = page.evaluate(
-        """(cases) => cases.map((c) => {
-            const { applyDiff, displayItems, wordRuns, DiffError } = window.liveupdates.LiveDiff;
+        """async (cases) => {
+          const { applyDiff, displayItems, headlineRuns, DiffError } =
+            await import("/static/livediff.js");
+          return cases.map((c) => {
             const out = {};
             const got = applyDiff(c.old, c.diff);
             out.same = JSON.stringify(got) === JSON.stringify(Object.assign({}, c.old, c.new));
@@ -143,11 +154,15 @@ def test_page_applies_diffs_exactly_as_the_python_engine(browser_page: Page) -> 
             out.removed = items.filter((i) => i.kind === "removed").length;
             out.runsOk = items.filter((i) => i.kind === "edited").every(
                 (i) => i.runs.map((r) => r.new).join("") === i.text);
-            const runs = wordRuns(c.old.title, c.new.title);
-            out.titleOk = runs.map((r) => r.old).join("") === c.old.title
-                && runs.map((r) => r.new).join("") === c.new.title;
+            const title = c.diff.fields.title;
+            // The server's headline runs are used as sent: they rebuild both headlines exactly.
+            const runs = title ? headlineRuns(title) : [];
+            out.titleOk = !title || (runs === title.words
+                && runs.map((r) => r.old).join("") === c.old.title
+                && runs.map((r) => r.new).join("") === c.new.title);
             return out;
-        })""",
+          });
+        }""",
         cases,
     )
     for case, result in zip(cases, results, strict=True):
@@ -160,8 +175,7 @@ def test_page_applies_diffs_exactly_as_the_python_engine(browser_page: Page) -> 
 
 def test_page_refuses_malformed_diffs(browser_page: Page) -> None:
     page = browser_page
-    page.set_content("<!doctype html><title>LiveDiff</title><body></body>")
-    page.add_script_tag(path=str(STATIC / "app.js"))
+    open_static_modules(page)
     snapshot = {"id": "s", "feed": "f", "title": "T", "paragraphs": ["a", "b"], "version": 1}
     bad = [
         None,
@@ -187,10 +201,13 @@ def test_page_refuses_malformed_diffs(browser_page: Page) -> None:
         },
     ]
     refused = page.evaluate(
-        """([snapshot, diffs]) => diffs.map((d) => {
-            try { window.liveupdates.LiveDiff.applyDiff(snapshot, d); return false; }
-            catch (e) { return e instanceof window.liveupdates.LiveDiff.DiffError; }
-        })""",
+        """async ([snapshot, diffs]) => {
+          const { applyDiff, DiffError } = await import("/static/livediff.js");
+          return diffs.map((d) => {
+            try { applyDiff(snapshot, d); return false; }
+            catch (e) { return e instanceof DiffError; }
+          });
+        }""",
         [snapshot, bad],
     )
     assert refused == [True] * len(bad)
@@ -199,77 +216,8 @@ def test_page_refuses_malformed_diffs(browser_page: Page) -> None:
 # -- `liveupdates serve` end to end -------------------------------------------------------------
 
 
-@dataclass
-class Served:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def log_tail(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    """`liveupdates serve` on a free port with a fast demo and its own data directory."""
-    port = _free_port()
-    feeds = tmp_path / "feeds.toml"
-    feeds.write_text('[[feeds]]\nid = "demo"\nurl = "{self}/demo/feed.xml"\ninterval_seconds = 2\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEUPDATES_")}
-    env.update(
-        LIVEUPDATES_DATA_DIR=str(tmp_path / "data"),
-        LIVEUPDATES_HUB_DEMO_STEP="1.5",
-        LIVEUPDATES_FEEDS=str(feeds),
-        PYTHONUNBUFFERED="1",
-    )
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "liveupdates.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-    served = Served(f"http://127.0.0.1:{port}", process, log)
-    try:
-        deadline = time.monotonic() + START_DEADLINE
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"liveupdates serve exited with {process.returncode}:\n{served.log_tail()}"
-                )
-            try:
-                if httpx.get(f"{served.url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no /healthz within {START_DEADLINE:.0f}s:\n{served.log_tail()}")
-            time.sleep(0.2)  # polling a process we do not control; nothing to wait on instead
-        yield served
-    finally:
-        _stop(process)
+# The page's hook for cutting its connection as a network failure would.
+DROP = "document.dispatchEvent(new Event('liveupdates:drop'))"
 
 
 def _fresh_story_button(page: Page, exclude: set[str]) -> str:
@@ -337,7 +285,7 @@ def test_demo_page_shows_live_updates_and_resumes(served: Served, browser_page: 
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
     # Drop the connection: the page reconnects and the feed channel keeps delivering stories.
-    page.evaluate("window.liveupdates.drop()")
+    page.evaluate(DROP)
     expect(page.locator("#status")).to_have_attribute("data-connects", "2", timeout=15_000)
     expect(page.locator("#status")).to_have_attribute("data-state", "live")
 
@@ -348,7 +296,7 @@ def test_demo_page_shows_live_updates_and_resumes(served: Served, browser_page: 
     expect(page.locator("#story-title")).not_to_be_empty()
     version_at_drop = int(story.get_attribute("data-version") or "0")
     assert version_at_drop <= 2
-    page.evaluate("window.liveupdates.drop()")
+    page.evaluate(DROP)
     expect(page.locator("#status")).to_have_attribute("data-connects", "3", timeout=15_000)
 
     # It resumed where it was: asked for what came after its position in this log...

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import itertools
 import re
+import tomllib
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import feedparser
 import httpx
@@ -15,6 +17,7 @@ from starlette.applications import Starlette
 
 from liveupdates.demo.feed import demo_routes
 from liveupdates.demo.story import (
+    FEED_TITLE,
     MAX_ITEMS,
     SCRIPTS,
     STAGES_PER_STORY,
@@ -99,6 +102,22 @@ def test_stories_follow_each_other_with_new_guids_for_ever() -> None:
     # Story n starts right after story n-1 finished.
     assert stories_at(STAGES_PER_STORY)[0].number == 1
     assert stories_at(STAGES_PER_STORY - 1)[0].number == 0
+
+
+def test_every_story_has_its_own_headline() -> None:
+    count = 4 * len(SCRIPTS)
+    for stage in range(STAGES_PER_STORY):
+        headlines = [story_at(number, stage).title for number in range(count)]
+        assert len(set(headlines)) == count, headlines
+
+
+def test_the_demo_feed_has_one_title_everywhere() -> None:
+    feeds = tomllib.loads(
+        (Path(__file__).resolve().parent.parent / "config/feeds.toml").read_text()
+    )
+    [demo] = [f for f in feeds["feeds"] if f["id"] == "demo"]
+    assert demo["title"] == FEED_TITLE
+    assert f"<title>{FEED_TITLE}</title>" in feed_at(0)
 
 
 def test_a_run_token_keeps_guids_and_links_of_two_runs_apart() -> None:

@@ -88,6 +88,37 @@ def test_word_runs_rebuild_both_paragraphs(pair: tuple[Snapshot, Snapshot]) -> N
             assert all(r["old"] == r["new"] for r in runs if r["op"] == "equal")
 
 
+@given(snapshots(), snapshots())
+def test_headline_word_runs_rebuild_both_headlines(old: Snapshot, new: Snapshot) -> None:
+    change = diff(old, new, 1, 2)["fields"].get("title")
+    if old.title == new.title:
+        assert change is None
+        return
+    assert change is not None
+    runs = change["words"]
+    assert "".join(r["old"] for r in runs) == old.title
+    assert "".join(r["new"] for r in runs) == new.title
+    assert all(r["old"] == r["new"] for r in runs if r["op"] == "equal")
+    assert all(r["op"] in {"equal", "insert", "delete", "replace"} for r in runs)
+
+
+def test_a_headline_edit_marks_only_the_changed_words() -> None:
+    old = _story([], title="Ferry crews vote to strike on Friday")
+    new = _story([], title="Ferry crews vote to strike on Saturday, union says")
+    runs = diff(old, new, 1, 2)["fields"]["title"]["words"]
+    changed = [(r["op"], r["old"], r["new"]) for r in runs if r["op"] != "equal"]
+    assert changed == [("replace", "Friday", "Saturday, union says")]
+
+
+def test_apply_ignores_headline_words_it_does_not_need() -> None:
+    old = _story(["x"], title="Dam repairs begin")
+    new = _story(["x"], title="Dam repairs halted")
+    d = json.loads(json.dumps(diff(old, new, 1, 2)))
+    assert apply(old, d) == new
+    del d["fields"]["title"]["words"]
+    assert apply(old, d) == new  # a diff from before headline words still applies
+
+
 @given(snapshots())
 def test_diff_of_identical_snapshots_is_empty(snapshot: Snapshot) -> None:
     d = diff(snapshot, snapshot, 5, 6)
@@ -175,7 +206,14 @@ def test_fields_report_old_and_new_as_json_values() -> None:
     )
     d = diff(old, new, 1, 2)
     assert d["fields"] == {
-        "title": {"old": "Dam repairs begin", "new": "Dam repairs halted"},
+        "title": {
+            "old": "Dam repairs begin",
+            "new": "Dam repairs halted",
+            "words": [
+                {"op": "equal", "old": "Dam repairs ", "new": "Dam repairs "},
+                {"op": "replace", "old": "begin", "new": "halted"},
+            ],
+        },
         "authors": {"old": ["Ann"], "new": ["Ann", "Bo"]},
         "updated": {"old": None, "new": "2026-03-02T11:30:00Z"},
     }

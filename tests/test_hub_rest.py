@@ -146,3 +146,61 @@ async def test_feed_stories(hub_server: HubServerHandle, http: httpx.AsyncClient
     await hub_server.store.upsert_feed(FeedConfig(id="quiet", url="https://q.example/feed"))
     assert (await http.get("/v1/feeds/quiet/stories")).json()["stories"] == []
     assert (await http.get("/v1/feeds/gazette/stories", params={"limit": "x"})).status_code == 400
+
+
+async def test_feeds_list_pages_every_feed(
+    hub_server: HubServerHandle, http: httpx.AsyncClient
+) -> None:
+    store = hub_server.store
+    await store.upsert_feed(
+        FeedConfig(id="gazette", url="https://user:pw@gazette.example/rss?key=s3", title="Gazette")
+    )
+    await store.upsert_feed(FeedConfig(id="quiet", url="https://q.example/feed"))
+    await store.upsert_feed(FeedConfig(id="alder", url="https://alder.example:8443/a.xml"))
+    await hub_server.publish("bridge")
+    await hub_server.publish("ferry")
+
+    first = (await http.get("/v1/feeds", params={"limit": "2"})).json()
+    assert [f["id"] for f in first["feeds"]] == ["alder", "gazette"]
+    gazette = first["feeds"][1]
+    newest = await store.latest("ferry")
+    assert newest is not None
+    assert gazette == {
+        "id": "gazette",
+        "title": "Gazette",
+        "link": "https://gazette.example/",  # neither the credentials nor the key are shown
+        "stories": 2,
+        "last_update": newest.at,
+        "channel": "feed:gazette",
+    }
+    assert first["feeds"][0]["link"] == "https://alder.example:8443/"
+    assert first["feeds"][0]["title"] == "alder"  # no title configured: the id
+    assert first["next_cursor"]
+
+    rest = (
+        await http.get("/v1/feeds", params={"limit": "2", "cursor": first["next_cursor"]})
+    ).json()
+    assert [f["id"] for f in rest["feeds"]] == ["quiet"]
+    assert rest["next_cursor"] is None
+    everything = (await http.get("/v1/feeds")).json()
+    assert [f["id"] for f in everything["feeds"]] == ["alder", "gazette", "quiet"]
+
+
+async def test_feeds_list_refuses_bad_parameters(
+    hub_server: HubServerHandle, http: httpx.AsyncClient
+) -> None:
+    bad = [
+        {"limit": "0"},
+        {"limit": "201"},
+        {"limit": "-1"},
+        {"limit": "\u0661\u0660"},  # Arabic-Indic 10: isdigit() but not ASCII
+        {"limit": "9" * 400},
+        {"cursor": "not a cursor"},
+        {"cursor": "@@@"},
+        {"cursor": "A" * 1000},
+        {"cursor": "_w"},  # base64 of a byte that is not UTF-8
+    ]
+    for params in bad:
+        response = await http.get("/v1/feeds", params=params)
+        assert response.status_code == 400, params
+        assert response.json()["error"]["code"] == "bad_request", params

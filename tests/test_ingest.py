@@ -71,10 +71,11 @@ async def test_new_story_then_edits_make_exact_diffs(pipeline: Pipeline) -> None
     # The headline corrected: a field change and nothing else.
     fixed = "Saltmarsh Bridge reopens after twelve weeks"
     [event] = await pipeline.poll(rss([bridge_story(paragraphs=middle, title=fixed)]))
-    assert event["diff"]["fields"]["title"] == {
-        "old": "Saltmarsh Bridge reopens after eleven weeks",
-        "new": fixed,
-    }
+    title = event["diff"]["fields"]["title"]
+    assert (title["old"], title["new"]) == ("Saltmarsh Bridge reopens after eleven weeks", fixed)
+    assert [r for r in title["words"] if r["op"] != "equal"] == [
+        {"op": "replace", "old": "eleven", "new": "twelve"}
+    ]
     assert event["diff"]["paragraphs"] == []
 
     # One word changed in one paragraph: one small replace hunk.

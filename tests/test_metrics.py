@@ -5,6 +5,8 @@ The registry is per process and shared by every test in it, so tests compare bef
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +140,40 @@ def test_metrics_text_format_has_every_family() -> None:
         base = name.removesuffix("_total")
         # prometheus-client names a counter's family with or without _total depending on version
         assert f"# TYPE {base} {kind}" in text or f"# TYPE {name} {kind}" in text, name
+
+
+def _exported_names() -> set[str]:
+    from liveupdates.metrics import REGISTRY
+
+    return {sample.name for family in REGISTRY.collect() for sample in family.samples}
+
+
+def test_readme_lists_every_metric_with_its_labels() -> None:
+    from liveupdates.metrics import REGISTRY
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for family in REGISTRY.collect():
+        name = family.name + ("_total" if family.type == "counter" else "")
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row is not None, f"README does not list {name}"
+        labels = {label for s in family.samples for label in s.labels if label != "le"}
+        for label in labels:
+            assert f"`{label}`" in row, f"README row of {name} lacks its label {label}"
+
+
+# Counted by the push process (issue 11), which lands separately; the dashboard already shows them.
+PUSH_METRICS = {"liveupdates_push_sent_total", "liveupdates_push_failed_total"}
+
+
+def test_grafana_dashboard_queries_only_metrics_that_exist() -> None:
+    dashboard = json.loads(
+        (Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json").read_text()
+    )
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"liveupdates_[a-z_]+", target["expr"])
+    }
+    assert queried, "the dashboard queries nothing"
+    assert queried - PUSH_METRICS <= _exported_names(), queried - _exported_names()

@@ -512,6 +512,34 @@ async def test_feed_stories_latest_first(store: Store) -> None:
     assert await store.feed_stories("unknown") == []
 
 
+async def test_feed_listing_pages_feeds_in_id_order_with_counts(store: Store) -> None:
+    for feed_id in ("harbour-gazette", "quay-post", "alder-times"):
+        await store.upsert_feed(
+            FeedConfig(id=feed_id, url=f"https://{feed_id}.example/rss", title=feed_id.title())
+        )
+    for name in ("a", "b"):
+        await add(store, snap(name), 0)
+    await add(store, snap("a", title="A2"), 1)
+    await add(store, snap("q", feed="quay-post"), 0)
+    await add(store, snap("x", feed="not-configured"), 0)  # stories of no listed feed
+
+    listing = await store.feed_listing(None, 10)
+    assert [(f.config.id, f.config.title, f.stories) for f in listing] == [
+        ("alder-times", "Alder-Times", 0),
+        ("harbour-gazette", "Harbour-Gazette", 2),
+        ("quay-post", "Quay-Post", 1),
+    ]
+    assert listing[0].last_update is None
+    newest = await store.latest("a")
+    assert newest is not None and listing[1].last_update == newest.at
+
+    first = await store.feed_listing(None, 2)
+    rest = await store.feed_listing(first[-1].config.id, 2)
+    assert [f.config.id for f in first + rest] == [f.config.id for f in listing]
+    assert await store.feed_listing("quay-post", 2) == []
+    assert await store.feed_listing(None, 0) == []
+
+
 async def test_find_story_id_by_guid_then_url(store: Store) -> None:
     s = snap("s1", guid="tag:old-guid", url="https://harbour.example/one")
     await add(store, s, 0)

@@ -9,6 +9,7 @@ import signal
 from collections.abc import AsyncIterator
 
 from liveupdates.backends import Backends, Signal, SignalKind, open_backends
+from liveupdates.metrics import start_metrics_server
 from liveupdates.runtime import seed_feeds, self_url_from_env
 from liveupdates.settings import Settings
 from workers.poller import FeedScheduler
@@ -87,6 +88,7 @@ async def _requested(scheduler: FeedScheduler, feed_id: str) -> None:
 
 
 async def run_worker(settings: Settings) -> None:
+    stop_metrics = start_metrics_server(settings)
     backends = open_backends(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -100,3 +102,4 @@ async def run_worker(settings: Settings) -> None:
             await stop.wait()
     finally:
         await backends.close()
+        stop_metrics()

@@ -305,7 +305,9 @@ class FeedScheduler:
                 await self.ingestor.store.set_next_poll(feed_id, at)
             except Exception:
                 # Only the displayed time is lost; the schedule itself is in memory.
-                log.exception("could not record the next poll of feed %s", feed_id)
+                log.exception(
+                    "could not record the next poll of feed %s", feed_id, extra={"feed": feed_id}
+                )
 
     async def _run(self, feed_id: str) -> None:
         feed = self._feeds.get(feed_id)
@@ -317,7 +319,7 @@ class FeedScheduler:
                 grant = await self.claims.claim(feed_id, self.lease_seconds)
             except Exception:
                 # Without claims nobody can tell who polls: ask again soon rather than poll twice.
-                log.exception("could not claim feed %s", feed_id)
+                log.exception("could not claim feed %s", feed_id, extra={"feed": feed_id})
                 self._schedule(feed_id, min(feed.interval_seconds, CLAIM_RETRY_SECONDS))
                 return
             if not grant:
@@ -344,7 +346,7 @@ class FeedScheduler:
             # A bug or a store outage for this feed must not end its polling.
             failure = exc
             if not reraise:
-                log.exception("poll of feed %s failed", feed_id)
+                log.exception("poll of feed %s failed", feed_id, extra={"feed": feed_id})
         finally:
             self._running.discard(feed_id)
         await self._after(feed, grant, report, planned)
@@ -402,7 +404,7 @@ class FeedScheduler:
             await self.claims.release(feed_id, next_due)
         except Exception:
             # The lease runs out by itself; the feed is then polled by whoever claims it first.
-            log.exception("could not release feed %s", feed_id)
+            log.exception("could not release feed %s", feed_id, extra={"feed": feed_id})
 
     async def _follow(self, feed: FeedConfig) -> None:
         """Another worker holds the feed: check again just after the shared due time."""
@@ -426,7 +428,7 @@ class FeedScheduler:
         try:
             return await self.claims.due(feed_id)
         except Exception:
-            log.exception("could not read when feed %s is due", feed_id)
+            log.exception("could not read when feed %s is due", feed_id, extra={"feed": feed_id})
             return None
 
     async def _hasten_claim(self, feed_id: str, at: float) -> None:
@@ -434,13 +436,17 @@ class FeedScheduler:
         try:
             await self.claims.hasten(feed_id, at)
         except Exception:
-            log.exception("could not move the next poll of feed %s", feed_id)
+            log.exception(
+                "could not move the next poll of feed %s", feed_id, extra={"feed": feed_id}
+            )
 
     async def _forget_claim(self, feed_id: str) -> None:
         try:
             await self.claims.forget(feed_id)
         except Exception:
-            log.exception("could not drop the due time of feed %s", feed_id)
+            log.exception(
+                "could not drop the due time of feed %s", feed_id, extra={"feed": feed_id}
+            )
 
     def _delay_after(self, feed: FeedConfig, report: PollReport | None) -> float:
         if report is None:

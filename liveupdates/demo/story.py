@@ -165,6 +165,13 @@ def story_number(slug: str) -> int | None:
     return number if slug.startswith(story_slug(number)) else None
 
 
+def _headline(title: str, number: int) -> str:
+    """The scripts come round again and again; from the second round on, a headline says which
+    report it is, so no two stories in a reader's list share a headline."""
+    round_ = number // len(SCRIPTS)
+    return title if round_ == 0 else f"{title} (report {round_ + 1})"
+
+
 def story_at(number: int, stage: int, *, run: str = "") -> DemoStory:
     """Story `number` as it reads at its own stage `stage` (clamped to the finished story)."""
     if number < 0:
@@ -189,7 +196,7 @@ def story_at(number: int, stage: int, *, run: str = "") -> DemoStory:
         slug=story_slug(number, run),
         author=script.author,
         standfirst=script.standfirst,
-        title=script.corrected_title if stage >= 2 else script.title,
+        title=_headline(script.corrected_title if stage >= 2 else script.title, number),
         paragraphs=tuple(paragraphs),
     )
 

@@ -10,13 +10,16 @@ from dataclasses import replace
 from typing import Any
 
 from liveupdates.diff.sequence import opcodes
-from liveupdates.diff.words import words_for_hunk
+from liveupdates.diff.words import word_runs, words_for_hunk
 from liveupdates.models import STORY_FIELDS, Snapshot
 
 # Every reader-visible field except the paragraphs, which get hunks instead of old/new values.
 DIFF_FIELDS: tuple[str, ...] = tuple(name for name in STORY_FIELDS if name != "paragraphs")
 
 _OPS: frozenset[str] = frozenset({"insert", "delete", "replace"})
+
+# Fields whose change also carries word runs, so no client has to compute a word diff itself.
+WORD_FIELDS: frozenset[str] = frozenset({"title"})
 
 
 def _json_value(snapshot: Snapshot, name: str) -> Any:
@@ -30,6 +33,8 @@ def _field_changes(old: Snapshot, new: Snapshot) -> dict[str, dict[str, Any]]:
         before, after = _json_value(old, name), _json_value(new, name)
         if before != after:
             changes[name] = {"old": before, "new": after}
+            if name in WORD_FIELDS:
+                changes[name]["words"] = word_runs(before, after)
     return changes
 
 
@@ -123,7 +128,8 @@ def _field_value(name: str, value: Any) -> Any:
 def apply(old: Snapshot, d: dict[str, Any]) -> Snapshot:
     """The snapshot `d` leads to from `old`; ValueError if `d` was not made from `old`.
 
-    Accepts a diff as returned by `diff` or after a JSON round trip.
+    Accepts a diff as returned by `diff` or after a JSON round trip. Word runs ("words") are for
+    display only: applying never needs them, so they are not checked.
     """
     fields = d.get("fields") if isinstance(d, dict) else None
     if not isinstance(fields, dict):

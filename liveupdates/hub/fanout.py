@@ -132,13 +132,13 @@ class ChannelGroup:
             except HistoryLost as lost:
                 # The log was replaced (new epoch) or dropped entries this process never sent.
                 # Members reconnect, resume and get an honest reset.
-                log.warning("fan-out lost history: %s", lost)
+                log.warning("fan-out lost history: %s", lost, extra={"channel": channel})
                 for member in self.members:
                     member.conn.close(CLOSE_HISTORY_LOST, HISTORY_LOST_REASON)
             except Exception:
                 # The bus or the store failed under us. A channel that silently stops would be
                 # worse than a reconnect: close its members and let the next join start afresh.
-                log.exception("fan-out of %s failed", channel)
+                log.exception("fan-out of %s failed", channel, extra={"channel": channel})
                 for member in self.members:
                     member.conn.close(CLOSE_INTERNAL, "internal error; reconnect and resume")
                 if self._on_dead is not None:

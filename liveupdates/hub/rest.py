@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -20,7 +24,7 @@ from liveupdates.hub.state import (
     story_document,
     story_json,
 )
-from liveupdates.models import story_channel
+from liveupdates.models import feed_channel, story_channel
 from liveupdates.validate import InvalidInput, parse_int, plausible_id
 
 # How long /healthz waits for the store and the bus to answer before calling them down.
@@ -28,6 +32,12 @@ HEALTH_TIMEOUT = 2.0
 
 DEFAULT_UPDATES_LIMIT = 100
 MAX_UPDATES_LIMIT = 1000
+DEFAULT_FEEDS_LIMIT = 50
+MAX_FEEDS_LIMIT = 200
+# A cursor is the last feed id of a page, base64url without padding: opaque to clients, so the
+# order key can change later without breaking them. Feed ids are short; 344 characters hold 256 bytes.
+MAX_CURSOR_LENGTH = 344
+_CURSOR = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class BadParameter(ValueError):
@@ -163,6 +173,57 @@ async def _check(name: str, ping: Any) -> str | None:
     return None
 
 
+def _encode_cursor(feed_id: str) -> str:
+    return base64.urlsafe_b64encode(feed_id.encode()).rstrip(b"=").decode("ascii")
+
+
+def _decode_cursor(raw: str) -> str:
+    if len(raw) > MAX_CURSOR_LENGTH or not _CURSOR.fullmatch(raw):
+        raise BadParameter("cursor is not one this server gave out")
+    try:
+        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise BadParameter("cursor is not one this server gave out") from None
+
+
+def _public_link(feed_url: str) -> str | None:
+    """The publisher's site: the feed URL's origin. The full feed URL stays private: it may carry
+    credentials or a key in its query."""
+    parts = urlsplit(feed_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None  # e.g. the demo's "{self}" placeholder
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}/"
+
+
+async def get_feeds(request: Request) -> JSONResponse:
+    """The public list of feeds, in pages: `limit` (1-200) and the `cursor` a page gave."""
+    try:
+        limit = _int_param(request, "limit", DEFAULT_FEEDS_LIMIT, 1, MAX_FEEDS_LIMIT)
+        raw = request.query_params.get("cursor")
+        after = _decode_cursor(raw) if raw else None
+    except BadParameter as exc:
+        return error_response(400, "bad_request", str(exc))
+    # One more than asked tells whether another page follows without a count.
+    listing = await _hub(request).store.feed_listing(after, limit + 1)
+    page = listing[:limit]
+    feeds = [
+        {
+            "id": item.config.id,
+            "title": item.config.title or item.config.id,
+            "link": _public_link(item.config.url),
+            "stories": item.stories,
+            "last_update": item.last_update,
+            "channel": feed_channel(item.config.id),
+        }
+        for item in page
+    ]
+    more = len(listing) > limit
+    return JSONResponse(
+        {"feeds": feeds, "next_cursor": _encode_cursor(page[-1].config.id) if more else None}
+    )
+
+
 async def healthz(request: Request) -> JSONResponse:
     """200 only when the store and the bus answer (a Redis PING in Redis mode) and the process
     is not shutting down; else 503 with the reasons. Load balancers and Procfile/container
@@ -199,5 +260,6 @@ routes = [
     Route("/v1/stories/{story_id}", get_story),
     Route("/v1/stories/{story_id}/versions/{version}", get_version),
     Route("/v1/stories/{story_id}/updates", get_updates),
+    Route("/v1/feeds", get_feeds),
     Route("/v1/feeds/{feed_id}/stories", get_feed_stories),
 ]

@@ -108,7 +108,14 @@ class AdminApi:
         record = {"at": utcnow_iso(), "actor": actor, "action": action, "feed_id": feed_id}
         record.update(details)
         await self.store.append_audit(record)
-        log.info("admin %s: %s %s %s", actor, action, feed_id, details.get("after", ""))
+        log.info(
+            "admin %s: %s %s %s",
+            actor,
+            action,
+            feed_id,
+            details.get("after", ""),
+            extra={"feed": feed_id, "actor": actor},
+        )
 
     async def _check_address(self, url: str) -> None:
         """422 for a feed whose host resolves to refused addresses only: better said now than

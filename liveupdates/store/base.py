@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from liveupdates.models import (
     FeedConfig,
     FeedHealth,
+    FeedListing,
     FetchState,
     LogEntry,
     PollOutcome,
@@ -90,6 +91,12 @@ class FeedStore(Protocol):
     async def get_feed(self, feed_id: str) -> FeedConfig | None: ...
 
     async def list_feeds(self) -> list[FeedConfig]: ...
+
+    async def feed_listing(self, after: str | None, limit: int) -> list[FeedListing]:
+        """Configured feeds with an id above `after` (None: from the first), in id order, at most
+        `limit`, each with its story count and when its latest story version was stored. One call
+        per page of the public feed list, so it reads the page's feeds together."""
+        ...
 
     async def delete_feed(self, feed_id: str) -> bool:
         """Forget the feed's config and fetch state. Stories and logs stay (readers may hold them)."""

@@ -63,6 +63,7 @@ import redis.asyncio as aioredis
 from liveupdates.models import (
     FeedConfig,
     FeedHealth,
+    FeedListing,
     FetchState,
     LogEntry,
     PollOutcome,
@@ -306,6 +307,36 @@ class RedisStore:
         raw = await self.client.hgetall(f"{self.prefix}feeds")
         feeds = [FeedConfig(**json.loads(_str(v))) for v in raw.values()]
         return sorted(feeds, key=lambda f: f.id)
+
+    async def feed_listing(self, after: str | None, limit: int) -> list[FeedListing]:
+        if limit <= 0:
+            return []
+        raw = await self.client.hgetall(f"{self.prefix}feeds")
+        page = sorted(
+            (FeedConfig(**json.loads(_str(v))) for k, v in raw.items() if _str(k) > (after or "")),
+            key=lambda f: f.id,
+        )[:limit]
+        if not page:
+            return []
+        # Two pipelined round trips for the whole page: counts and newest story ids, then the
+        # newest stories' latest versions (for their time).
+        async with self.client.pipeline(transaction=False) as pipe:
+            for feed in page:
+                pipe.zcard(self._feed_key(feed.id, "stories"))
+                pipe.zrevrange(self._feed_key(feed.id, "stories"), 0, 0)
+            counted = await pipe.execute()
+        counts, newest = counted[0::2], counted[1::2]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for feed, ids in zip(page, newest, strict=True):
+                if ids:
+                    pipe.hget(self._feed_key(feed.id, f"story:{_str(ids[0])}"), "cur")
+            latest = iter(await pipe.execute())
+        listings: list[FeedListing] = []
+        for feed, count, ids in zip(page, counts, newest, strict=True):
+            cur = next(latest) if ids else None
+            at = _version_from_json(cur).at if cur is not None else None
+            listings.append(FeedListing(feed, int(count), at))
+        return listings
 
     async def delete_feed(self, feed_id: str) -> bool:
         async with self.client.pipeline(transaction=False) as pipe:

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from liveupdates.models import (
     FeedConfig,
     FeedHealth,
+    FeedListing,
     FetchState,
     LogEntry,
     PollOutcome,
@@ -250,6 +251,22 @@ class SQLiteStore:
             lambda c: c.execute("SELECT config FROM feeds ORDER BY id").fetchall()
         )
         return [FeedConfig(**json.loads(r[0])) for r in rows]
+
+    async def feed_listing(self, after: str | None, limit: int) -> list[FeedListing]:
+        if limit <= 0:
+            return []
+        rows = await self._run_read(
+            lambda c: c.execute(
+                "SELECT f.config,"
+                " (SELECT COUNT(*) FROM stories s WHERE s.feed_id = f.id),"
+                " (SELECT v.at FROM stories s"
+                "  JOIN versions v ON v.story_id = s.id AND v.version = s.latest"
+                "  WHERE s.feed_id = f.id ORDER BY s.change DESC LIMIT 1)"
+                " FROM feeds f WHERE f.id > ? ORDER BY f.id LIMIT ?",
+                (after or "", limit),
+            ).fetchall()
+        )
+        return [FeedListing(FeedConfig(**json.loads(r[0])), r[1], r[2]) for r in rows]
 
     async def delete_feed(self, feed_id: str) -> bool:
         def delete(c: sqlite3.Connection) -> bool:

@@ -1,11 +1,26 @@
-// The admin page: plain JS over the admin API (/v1/admin). No build step, no dependencies.
-// Everything from the server is inserted as text, never as HTML: titles and errors come from feeds.
-"use strict";
+/* The admin page: an ES module over the admin API (/v1/admin). No build step, no dependencies,
+ * no globals. Everything from the server is inserted as text, never as HTML: titles and errors
+ * come from feeds.
+ *
+ * It polls every REFRESH_MS while signed in and the tab is visible; not at all while the tab is
+ * hidden, and never when the server has no admin token (the API is disabled: it says how to
+ * enable it instead). */
 
 const TOKEN_KEY = "liveupdates-admin-token";
 const REFRESH_MS = 2000;
 const $ = (id) => document.getElementById(id);
 let timer = null;
+let signedInNow = false;
+
+function setPolling(on) {
+  clearInterval(timer);
+  timer = null;
+  if (on) {
+    timer = setInterval(() => refresh().catch((e) => { if (e.message !== "refused") show(e.message); }),
+      REFRESH_MS);
+  }
+  document.body.dataset.polling = on ? "on" : "off";
+}
 
 function token() { return sessionStorage.getItem(TOKEN_KEY); }
 
@@ -25,6 +40,10 @@ async function api(method, path, body) {
   let data = null;
   try { data = await response.json(); } catch (e) { /* not JSON */ }
   if (response.status === 401) { signOut("That token was refused."); throw new Error("refused"); }
+  if (response.status === 503 && data && data.error && data.error.code === "admin_disabled") {
+    showDisabled(data.error.message);
+    throw new Error("refused");
+  }
   if (!response.ok) {
     const message = data && data.error ? data.error.message : "HTTP " + response.status;
     throw new Error(message);
@@ -66,7 +85,9 @@ function el(tag, props, ...children) {
 }
 
 function button(label, onClick, extra) {
-  return el("button", { type: "button", textContent: label, onclick: onClick, ...(extra || {}) });
+  const node = el("button", { type: "button", textContent: label, ...(extra || {}) });
+  node.addEventListener("click", onClick);
+  return node;
 }
 
 async function act(work, done) {
@@ -170,15 +191,15 @@ function signedIn() {
   $("login").hidden = true;
   $("app").hidden = false;
   $("stats").hidden = false;
-  clearInterval(timer);
-  timer = setInterval(() => refresh().catch((e) => { if (e.message !== "refused") show(e.message); }),
-    REFRESH_MS);
+  signedInNow = true;
+  setPolling(!document.hidden);
   return refresh();
 }
 
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
-  clearInterval(timer);
+  signedInNow = false;
+  setPolling(false);
   $("app").hidden = true;
   $("stats").hidden = true;
   $("login").hidden = false;
@@ -212,8 +233,45 @@ $("add").addEventListener("submit", (e) => {
   });
 });
 
-if (token()) {
-  signedIn().catch((e) => { if (e.message !== "refused") show(e.message); });
-} else {
-  signOut("");
+/* Without any configured token the whole page is moot: say so and how to fix it, poll nothing. */
+function showDisabled(message) {
+  signedInNow = false;
+  setPolling(false);
+  $("login").hidden = true;
+  $("app").hidden = true;
+  $("stats").hidden = true;
+  show("");
+  $("disabled-reason").textContent = message || "";
+  $("disabled").hidden = false;
 }
+
+// A hidden tab polls nothing; coming back refreshes at once and polls again.
+document.addEventListener("visibilitychange", () => {
+  if (!signedInNow) return;
+  setPolling(!document.hidden);
+  if (!document.hidden) refresh().catch((e) => { if (e.message !== "refused") show(e.message); });
+});
+
+/* Asks the API once, without a token, whether it is enabled: 503 admin_disabled means no token is
+ * configured on the server, anything else (401) means it waits for one. */
+async function start() {
+  try {
+    const response = await fetch("/v1/admin/stats", { headers: { Accept: "application/json" } });
+    if (response.status === 503) {
+      const data = await response.json().catch(() => null);
+      if (data && data.error && data.error.code === "admin_disabled") {
+        showDisabled(data.error.message);
+        return;
+      }
+    }
+  } catch (e) {
+    // The server is unreachable: the sign-in below reports it when it is tried.
+  }
+  if (token()) {
+    signedIn().catch((e) => { if (e.message !== "refused") show(e.message); });
+  } else {
+    signOut("");
+  }
+}
+
+start();
