@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.feedserver import FeedServer
+from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 from tests.support.processes import ROOT, Processes, free_port
 from tests.support.stories import bridge_story, rss
 from tests.support.waiting import until_sync
@@ -44,6 +44,7 @@ def worker_env(
         LIVEUPDATES_REDIS_PREFIX=redis_prefix,
         LIVEUPDATES_DATA_DIR=str(tmp_path / "data"),
         LIVEUPDATES_FEEDS=str(feeds),
+        LIVEUPDATES_FETCH_ALLOW_NETWORKS=ALLOW_LOOPBACK,
         LIVEUPDATES_POLL_MIN_INTERVAL="0.5",
         LIVEUPDATES_FETCH_TOTAL_TIMEOUT="2",
         PYTHONUNBUFFERED="1",

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from liveupdates.demo.story import FEED_TITLE
+from tests.support.feedserver import ALLOW_LOOPBACK
 
 START_DEADLINE = 40.0  # seconds for `liveupdates serve` to answer /healthz
 
@@ -70,6 +71,7 @@ def served(tmp_path: Path, served_extra_feeds: str) -> Iterator[Served]:
         LIVEUPDATES_DATA_DIR=str(tmp_path / "data"),
         LIVEUPDATES_HUB_DEMO_STEP="1.5",
         LIVEUPDATES_FEEDS=str(feeds),
+        LIVEUPDATES_FETCH_ALLOW_NETWORKS=ALLOW_LOOPBACK,
         PYTHONUNBUFFERED="1",
     )
     log = tmp_path / "serve.log"
