@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -165,6 +166,9 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings.log_format, verbose=args.verbose)
     if args.command == "poll":
+        if not args.verbose:
+            # The events on stdout and one error line are the command's whole output.
+            logging.getLogger("liveupdates").setLevel(logging.CRITICAL)
         return asyncio.run(_poll(settings, args.target))
     if args.command == "worker":
         return asyncio.run(_worker(settings))

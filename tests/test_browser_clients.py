@@ -69,13 +69,17 @@ def test_browser_example_receives_updates_and_resumes(served: Served, browser_pa
     _load_example(page, served)
 
     # Live updates of the demo feed arrive, over WebSocket and over SSE.
-    page.wait_for_function("window.seen && window.seen.feed.length >= 2", timeout=UPDATE_TIMEOUT_MS)
-    page.wait_for_function("window.seen.sse.includes('update')", timeout=UPDATE_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => window.seen && window.seen.feed.length >= 2", timeout=UPDATE_TIMEOUT_MS
+    )
+    page.wait_for_function("() => window.seen.sse.includes('update')", timeout=UPDATE_TIMEOUT_MS)
     before = page.evaluate("window.seen.feed.length")
 
     # Drop the connection: it reconnects, resumes from its position and misses nothing.
     page.evaluate("window.feed.drop()")
-    page.wait_for_function(f"window.seen.feed.length >= {before + 2}", timeout=UPDATE_TIMEOUT_MS)
+    page.wait_for_function(
+        f"() => window.seen.feed.length >= {before + 2}", timeout=UPDATE_TIMEOUT_MS
+    )
     seqs = page.evaluate("window.seen.feed")
     assert "reset" not in seqs, seqs
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"a gap or a repeat: {seqs}"
@@ -88,7 +92,7 @@ def test_browser_example_receives_updates_and_resumes(served: Served, browser_pa
         "fetch('/v1/feeds/demo/stories?limit=1').then((r) => r.json()).then((d) => d.stories[0].id)"
     )
     page.evaluate("(id) => window.startStory(id)", story_id)
-    page.wait_for_function("window.seen.story.some((s) => s.diff)", timeout=UPDATE_TIMEOUT_MS)
+    page.wait_for_function("() => window.seen.story.some((s) => s.diff)", timeout=UPDATE_TIMEOUT_MS)
     story = page.evaluate("window.seen.story")
     versions = [s["version"] for s in story]
     assert versions == sorted(versions) and len(set(versions)) == len(versions), story
