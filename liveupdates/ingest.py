@@ -1,7 +1,8 @@
 """One poll of one feed, end to end: fetch, parse, normalise, compare, store, publish.
 
 This is the glue between the stages; each stage's logic lives in its own package. Both the CLI's
-`liveupdates poll` and the scheduled workers call `Ingestor.poll`.
+`liveupdates poll` and the scheduled workers call `Ingestor.poll`; a body a WebSub hub pushed
+goes through `Ingestor.ingest_pushed`, which shares everything after the fetch with `poll`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from liveupdates import metrics
 from liveupdates.events import channels_for, created_event, updated_event, utcnow_iso
 from liveupdates.feeds.config import FeedError, resolve_url
-from liveupdates.feeds.fetch import Fetcher, next_fetch_state
+from liveupdates.feeds.fetch import Fetcher, FetchResult, next_fetch_state
 from liveupdates.feeds.normalise import content_hash, normalise_entry
 from liveupdates.feeds.parse import ParsedFeed, parse_feed
 from liveupdates.feeds.schedule import response_hint
@@ -24,6 +25,8 @@ from liveupdates.models import FeedConfig, FetchState, LogEntry, PollOutcome, Sn
 from liveupdates.store.base import Store, VersionConflict
 
 Publish = Callable[[list[LogEntry]], Awaitable[None]]
+# (feed, final URL, response headers, parsed feed) after a successful fetch
+OnFetched = Callable[[FeedConfig, str, Mapping[str, str], ParsedFeed], None]
 
 # How many earlier versions a returning text is compared with when damping flip-flops.
 FLIPFLOP_DEPTH = 3
@@ -69,8 +72,11 @@ class Ingestor:
         publish: Publish | None = None,
         flipflop_window: float = 600.0,
         self_url: str | None = None,
+        on_fetched: OnFetched | None = None,
     ) -> None:
         self.store = store
+        # Called after each successful fetch that parsed (WebSub discovery); must not block.
+        self.on_fetched = on_fetched
         self.fetcher = fetcher
         self.publish = publish
         self.flipflop_window = flipflop_window
@@ -92,14 +98,55 @@ class Ingestor:
                 errors=failed.consecutive_errors,
             )
         result = await self.fetcher.fetch(url, state)
-        new_state = next_fetch_state(state, result, now=time.time())
+        return await self._after_fetch(feed, started, state, result, url)
+
+    async def ingest_pushed(
+        self, feed: FeedConfig, body: bytes, headers: Mapping[str, str]
+    ) -> PollReport:
+        """A body the feed's WebSub hub pushed: the same path as a fetched body from here on, so
+        a pushed and a polled copy of the same content make one version.
+
+        Unlike a poll it keeps the fetch state (validators, error count) and the last poll as
+        they are, and a body that does not parse is not counted against the feed."""
+        started = time.monotonic()
+        state = await self.store.get_fetch_state(feed.id)
+        try:
+            url = resolve_url(feed.url, self.self_url)
+        except FeedError:
+            url = feed.url
+        result = FetchResult(
+            status="ok",
+            url=url,
+            http_status=200,
+            body=body,
+            headers={k.lower(): v for k, v in headers.items()},
+            etag=state.etag,
+            last_modified=state.last_modified,
+        )
+        return await self._after_fetch(feed, started, state, result, url, pushed=True)
+
+    async def _after_fetch(
+        self,
+        feed: FeedConfig,
+        started: float,
+        state: FetchState,
+        result: FetchResult,
+        url: str,
+        *,
+        pushed: bool = False,
+    ) -> PollReport:
+        """Everything after the fetch, shared by polls and pushes: parse, normalise, identity,
+        diff, store, publish, and record the outcome (polls only)."""
+        new_state = state if pushed else next_fetch_state(state, result, now=time.time())
         parsed = None
         read: list[tuple[Snapshot, str]] = []
         if result.status == "ok" and result.body is not None:
             parsed, read = await asyncio.to_thread(
                 read_feed, result.body, result.headers, result.url or url, feed.id
             )
-            if parsed.error:
+            if not parsed.error and self.on_fetched is not None and not pushed:
+                self.on_fetched(feed, result.url or url, result.headers, parsed)
+            if parsed.error and not pushed:
                 # Forget the validators: a 304 next time would hide that the feed is still broken.
                 new_state = replace(
                     new_state,
@@ -111,7 +158,11 @@ class Ingestor:
         # not at all when nothing changed, as on most 304s): a poll that fails half-way keeps the
         # old validators, so the next poll fetches the change again instead of a 304 hiding it.
         changed_state = new_state if new_state != state else None
-        hint = response_hint(result.headers, result.body) if result.status != "error" else None
+        hint = (
+            response_hint(result.headers, result.body)
+            if result.status != "error" and not pushed
+            else None
+        )
         if parsed is None or parsed.error:
             report = await self._finish(
                 feed,
@@ -122,6 +173,7 @@ class Ingestor:
                 retry_after=result.retry_after_seconds,
                 state=changed_state,
                 errors=new_state.consecutive_errors,
+                record=not pushed,
             )
             report.hint = hint
             return report
@@ -148,6 +200,7 @@ class Ingestor:
             events=len(report_events),
             state=changed_state,
             errors=new_state.consecutive_errors,
+            record=not pushed,
         )
         report.events = report_events
         report.damped = damped
@@ -217,6 +270,7 @@ class Ingestor:
         retry_after: float | None = None,
         state: FetchState | None,
         errors: int,
+        record: bool = True,
     ) -> PollReport:
         """Record the outcome, and `state` (the feed's new fetch state) with it if given.
 
@@ -232,6 +286,7 @@ class Ingestor:
             events=events,
             duration_ms=round((time.monotonic() - started) * 1000, 2),
         )
-        await self.store.record_poll(outcome, state)
-        metrics.observe_poll(outcome.status, outcome.duration_ms / 1000)
+        if record:
+            await self.store.record_poll(outcome, state)
+            metrics.observe_poll(outcome.status, outcome.duration_ms / 1000)
         return PollReport(outcome=outcome, retry_after=retry_after, consecutive_errors=errors)

@@ -84,6 +84,7 @@ class FeedConfig:
     title: str | None = None
     paused: bool = False
     adaptive: bool = True
+    websub: bool = True  # subscribe at the feed's WebSub hub when it advertises one
 
 
 @dataclass(slots=True)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -26,6 +27,7 @@ from liveupdates.ops.control import LocalControl
 from liveupdates.runtime import make_fetcher, open_bus, open_store, seed_feeds
 from liveupdates.settings import Settings
 from liveupdates.store.base import Store
+from liveupdates.store.websub import PushedBody
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -67,6 +69,8 @@ def build_app(
         *admin_routes(settings, store, control),
         metrics_route(),
     ]
+    if settings.public_url:
+        routes.extend(_websub_routes(settings, store, control if with_poller else None))
     if settings.hub_demo:
         from liveupdates.demo.feed import demo_routes
 
@@ -91,6 +95,30 @@ def build_app(
 
     return create_app(
         settings, store, bus, extra_routes=routes, lifespan=poller, ws_host=ws_host, ws_sock=ws_sock
+    )
+
+
+def _websub_routes(
+    settings: Settings, store: Store, control: LocalControl | None
+) -> list[BaseRoute]:
+    """The WebSub callback. With this process's own scheduler (`serve`) a pushed body is ingested
+    here; a web-only process queues it in the store for the worker polling the feed."""
+    from liveupdates.store.websub import websub_store_for
+    from liveupdates.websub.callback import websub_routes
+
+    wstore = websub_store_for(store)
+    deliver = None
+    if control is not None:
+
+        async def deliver(feed_id: str, body: bytes, headers: Mapping[str, str]) -> object:
+            scheduler = control.scheduler
+            if scheduler is None:  # still starting: the queue is read once it runs
+                await wstore.enqueue_push(PushedBody(feed_id, body, dict(headers), time.time()))
+                return None
+            return await scheduler.ingest_pushed(feed_id, body, headers)
+
+    return websub_routes(
+        wstore, store, max_body_bytes=settings.fetch_max_body_bytes, deliver=deliver
     )
 
 

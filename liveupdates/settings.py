@@ -34,6 +34,9 @@ class Settings:
     feeds_file: str | None = None  # None: config/feeds.toml beside the package
     # named admin tokens {name: token}; only from a settings file
     admin_tokens: dict[str, str] = field(default_factory=dict)
+    # the service's public base URL (https://live.example.org): WebSub callbacks live under it;
+    # None: WebSub is off and every feed is polled
+    public_url: str | None = None
 
     # [poll]
     poll_min_interval: float = 2.0
@@ -71,6 +74,12 @@ class Settings:
     hub_demo: bool = True  # serve the built-in demo feed at /demo/feed.xml
     hub_demo_step: float = 8.0  # seconds between the demo story's changes
 
+    # [websub]
+    # while a push subscription is active the feed is still polled this often (a safety net for
+    # a hub that stopped sending), never faster than the feed's own interval
+    websub_fallback_interval: float = 900.0
+    websub_lease_seconds: int = 86400  # lease asked of hubs (they may grant another)
+
     @property
     def sqlite_path(self) -> Path:
         return Path(self.data_dir) / "liveupdates.sqlite3"
@@ -87,7 +96,7 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}
-_TABLES = ("poll", "fetch", "log", "hub")
+_TABLES = ("poll", "fetch", "log", "hub", "websub")
 
 
 def _flatten(data: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -176,6 +185,14 @@ def _check(settings: Settings) -> Settings:
         ("redis://", "rediss://", "unix://")
     ):
         raise SettingsError("setting redis_url must start with redis://, rediss:// or unix://")
+    if settings.public_url is not None and not settings.public_url.startswith(
+        ("http://", "https://")
+    ):
+        raise SettingsError("setting public_url must start with http:// or https://")
+    if settings.websub_fallback_interval <= 0:
+        raise SettingsError("setting websub_fallback_interval must be > 0")
+    if not 60 <= settings.websub_lease_seconds <= 365 * 86400:
+        raise SettingsError("setting websub_lease_seconds must be between 60 and 31536000")
     if "{" in settings.redis_prefix or "}" in settings.redis_prefix:
         # braces would act as a Redis Cluster hash tag and break the per-feed key layout
         raise SettingsError("setting redis_prefix must not contain '{' or '}'")

@@ -12,6 +12,9 @@ from liveupdates.ingest import Ingestor, Publish
 from liveupdates.runtime import make_fetcher, open_store, seed_feeds, self_url_from_env
 from liveupdates.settings import Settings
 from liveupdates.store.base import Store
+from liveupdates.store.websub import websub_store_for
+from liveupdates.websub.client import make_hub_client
+from liveupdates.websub.manager import WebSubManager
 from workers.claims import claims_for, lease_for
 from workers.poller import FeedScheduler
 
@@ -31,12 +34,14 @@ async def running_poller(
 ) -> AsyncIterator[FeedScheduler]:
     """Poll every enabled feed of `store` on its schedule until the block exits."""
     fetcher = make_fetcher(settings)
+    websub = make_websub_manager(settings, store)
     ingestor = Ingestor(
         store,
         fetcher,
         publish=publish,
         flipflop_window=settings.poll_flipflop_window,
         self_url=self_url,
+        on_fetched=websub.on_fetched if websub else None,
     )
     scheduler = FeedScheduler(
         ingestor,
@@ -47,18 +52,31 @@ async def running_poller(
         # Shared with every other worker on the same Redis; always granted in embedded mode.
         claims=claims_for(store),
         lease_seconds=lease_for(settings.fetch_total_timeout),
+        poll_floor=websub.poll_floor if websub else None,
     )
     await scheduler.sync(await store.list_feeds())
     scheduler.start()
     syncing = asyncio.create_task(_keep_in_sync(scheduler, store))
     try:
-        yield scheduler
+        async with contextlib.AsyncExitStack() as stack:
+            if websub is not None:
+                websub.deliver = scheduler.ingest_pushed
+                websub.poll_now = scheduler.poll_soon
+                await stack.enter_async_context(websub.running())
+            yield scheduler
     finally:
         syncing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await syncing
         scheduler.shutdown()
         await fetcher.aclose()
+
+
+def make_websub_manager(settings: Settings, store: Store) -> WebSubManager | None:
+    """The WebSub subscriber of this poller process; None (WebSub off) without public_url."""
+    if not settings.public_url:
+        return None
+    return WebSubManager(settings, store, websub_store_for(store), make_hub_client(settings))
 
 
 async def _keep_in_sync(scheduler: FeedScheduler, store: Store) -> None:

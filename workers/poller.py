@@ -19,7 +19,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -55,6 +55,7 @@ class FeedScheduler:
         on_report: Callable[[PollReport], None] | None = None,
         claims: Claims | None = None,
         lease_seconds: float = 30.0,
+        poll_floor: Callable[[FeedConfig], float | None] | None = None,
     ) -> None:
         self.ingestor = ingestor
         self.claims: Claims = claims if claims is not None else LocalClaims()
@@ -64,6 +65,10 @@ class FeedScheduler:
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.on_report = on_report
+        # The shortest wait after a poll for a feed that is pushed (WebSub): None polls as usual.
+        self.poll_floor = poll_floor
+        # One poll or pushed body of a feed at a time in this process (claims cover the others).
+        self._locks: dict[str, asyncio.Lock] = {}
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._feeds: dict[str, FeedConfig] = {}
         self._running: set[str] = set()
@@ -96,6 +101,7 @@ class FeedScheduler:
             self.scheduler.remove_job(feed_id)
             self._feeds.pop(feed_id, None)
             self._pace.pop(feed_id, None)
+            self._locks.pop(feed_id, None)
             self._plan(feed_id, None)
             await self._forget_claim(feed_id)
         for feed_id, feed in wanted.items():
@@ -202,7 +208,8 @@ class FeedScheduler:
         self._running.add(feed_id)
         report: PollReport | None = None
         try:
-            report = await self.ingestor.poll(feed)
+            async with self._lock(feed_id):
+                report = await self.ingestor.poll(feed)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -228,6 +235,43 @@ class FeedScheduler:
         except Exception:
             # The lease runs out by itself; the feed is then polled by whoever claims it first.
             log.exception("could not release feed %s", feed_id)
+
+    def _lock(self, feed_id: str) -> asyncio.Lock:
+        lock = self._locks.get(feed_id)
+        if lock is None:
+            lock = self._locks[feed_id] = asyncio.Lock()
+        return lock
+
+    async def ingest_pushed(
+        self, feed_id: str, body: bytes, headers: Mapping[str, str]
+    ) -> PollReport | None:
+        """Ingest a body the feed's WebSub hub pushed, through the same path as a poll.
+
+        Never overlaps a poll of the same feed in this process (the feed's lock), and holds the
+        feed's claim meanwhile so no other worker starts a poll of it; the shared due time is put
+        back afterwards, so pushes do not move the poll schedule. None for an unknown or paused
+        feed. (A poll another worker had already started may still overlap: the store's
+        versioned append keeps that to one version per change.)
+        """
+        feed = self._feeds.get(feed_id)
+        if feed is None:
+            return None
+        async with self._lock(feed_id):
+            due = await self._shared_due(feed_id)
+            try:
+                await self.claims.claim(feed_id, self.lease_seconds, force=True)
+            except Exception:
+                log.exception("could not claim feed %s for a pushed body", feed_id)
+            try:
+                report = await self.ingestor.ingest_pushed(feed, body, headers)
+            finally:
+                try:
+                    await self.claims.release(feed_id, due if due is not None else time.time())
+                except Exception:
+                    log.exception("could not release feed %s after a pushed body", feed_id)
+        if self.on_report:
+            self.on_report(report)
+        return report
 
     async def _follow(self, feed: FeedConfig) -> None:
         """Another worker holds the feed: check again just after the shared due time."""
@@ -289,4 +333,7 @@ class FeedScheduler:
             jitter=self.jitter,
         )
         self._pace[feed.id] = plan.pace
-        return plan.delay
+        floor = self.poll_floor(feed) if self.poll_floor is not None else None
+        # A pushed feed is only polled as a safety net: slowly, unless the hub stops (the
+        # WebSub manager then asks for a poll at once, and the floor is gone).
+        return plan.delay if floor is None else max(plan.delay, floor)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -26,7 +27,10 @@ from liveupdates.ops.control import Control, UnknownFeed
 from liveupdates.ops.feeds import ApiError, changed_fields, feed_json, new_feed, patched_feed
 from liveupdates.ops.openapi import openapi_schema
 from liveupdates.settings import Settings
+from liveupdates.models import FeedConfig
 from liveupdates.store.base import Store
+from liveupdates.store.websub import WebSubStore, websub_store_for
+from liveupdates.websub.lease import websub_view
 
 log = logging.getLogger("liveupdates.admin")
 
@@ -57,6 +61,10 @@ class AdminApi:
         self.store = store
         self.control = control
         self.tokens = configured_tokens(settings)
+        try:
+            self.websub: WebSubStore | None = websub_store_for(store)
+        except TypeError:
+            self.websub = None  # a store without a WebSub part: shown as off
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -85,7 +93,13 @@ class AdminApi:
         health = await self.store.feed_health(feed_id)
         if health is None:
             raise ApiError(404, "not_found", f"no feed with id {feed_id!r}")
-        return feed_json(health)
+        return feed_json(health, await self._websub_view(health.config))
+
+    async def _websub_view(self, feed: FeedConfig) -> dict[str, Any]:
+        sub = await self.websub.get(feed.id) if self.websub is not None else None
+        return websub_view(
+            sub, time.time(), enabled=bool(self.settings.public_url), opted_in=feed.websub
+        )
 
     async def _audit(self, actor: str, action: str, feed_id: str, **details: Any) -> None:
         record = {"at": utcnow_iso(), "actor": actor, "action": action, "feed_id": feed_id}
@@ -107,7 +121,7 @@ class AdminApi:
         for feed in await self.store.list_feeds():
             health = await self.store.feed_health(feed.id)
             if health is not None:  # deleted in between
-                feeds.append(feed_json(health))
+                feeds.append(feed_json(health, await self._websub_view(health.config)))
         return JSONResponse({"feeds": feeds})
 
     async def create_feed(self, request: Request, actor: str) -> Response:

@@ -81,6 +81,13 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
+def websub_cell(w: dict[str, Any] | None) -> str:
+    """WebSub state for the table: 'active 12/0' (pushes received / bad signatures)."""
+    if not w or w.get("state", "off") == "off":
+        return "off"
+    return f"{w['state']} {w.get('pushes', 0)}/{w.get('bad_signatures', 0)}"
+
+
 def feeds_table(feeds: list[dict[str, Any]], now: datetime | None = None) -> str:
     if not feeds:
         return "no feeds"
@@ -99,6 +106,7 @@ def feeds_table(feeds: list[dict[str, Any]], now: datetime | None = None) -> str
                 h["last_result"] or "-",
                 str(h["consecutive_errors"]),
                 str(h["stories"]),
+                websub_cell(h.get("websub")),
                 error or feed["url"],
             ]
         )
@@ -111,6 +119,7 @@ def feeds_table(feeds: list[dict[str, Any]], now: datetime | None = None) -> str
         "RESULT",
         "ERRORS",
         "STORIES",
+        "WEBSUB",
         "URL / LAST ERROR",
     ]
     return table(rows, header)
@@ -137,6 +146,13 @@ def feed_detail(feed: dict[str, Any]) -> str:
         ("stories", str(h["stories"])),
         ("etag", h["etag"] or "-"),
         ("last-modified", h["last_modified"] or "-"),
+    ]
+    w = h.get("websub") or {"summary": "off"}
+    pairs += [
+        ("websub", w["summary"] + (f" ({w['reason']})" if w.get("reason") else "")),
+        ("hub", w.get("hub") or "-"),
+        ("last push", f"{relative(w.get('last_push_at'))} ({w.get('last_push_at') or '-'})"),
+        ("pushes", f"{w.get('pushes', 0)} received, {w.get('bad_signatures', 0)} bad signatures"),
     ]
     return "\n".join(f"{k + ':':<15}{v}" for k, v in pairs)
 

@@ -17,8 +17,8 @@ from liveupdates.models import FeedConfig, FeedHealth
 from liveupdates.settings import Settings
 
 DEFAULT_INTERVAL = 60.0
-CREATE_FIELDS = {"url", "id", "title", "interval_seconds", "paused", "adaptive"}
-PATCH_FIELDS = {"url", "title", "interval_seconds", "paused", "adaptive"}
+CREATE_FIELDS = {"url", "id", "title", "interval_seconds", "paused", "adaptive", "websub"}
+PATCH_FIELDS = {"url", "title", "interval_seconds", "paused", "adaptive", "websub"}
 
 
 class ApiError(Exception):
@@ -47,7 +47,7 @@ def _check_shape(body: Any, allowed: set[str]) -> Mapping[str, Any]:
         value = body["interval_seconds"]
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ApiError(400, "bad_request", "interval_seconds must be a number of seconds")
-    for flag in ("paused", "adaptive"):
+    for flag in ("paused", "adaptive", "websub"):
         if flag in body and not isinstance(body[flag], bool):
             raise ApiError(400, "bad_request", f"{flag} must be true or false")
     return body
@@ -96,6 +96,7 @@ def new_feed(
         title=data.get("title"),
         paused=data.get("paused", False),
         adaptive=data.get("adaptive", True),
+        websub=data.get("websub", True),
     )
     existing = list(existing)
     if any(other.id == feed.id for other in existing):
@@ -121,7 +122,7 @@ def patched_feed(
         _check_unique_url(changes["url"], feed.id, existing)
     if "interval_seconds" in data:
         changes["interval_seconds"] = _interval(data["interval_seconds"], settings)
-    for name in ("title", "paused", "adaptive"):
+    for name in ("title", "paused", "adaptive", "websub"):
         if name in data:
             changes[name] = data[name]
     return replace(feed, **changes)
@@ -145,7 +146,9 @@ def feed_status(health: FeedHealth) -> str:
     return "ok"
 
 
-def feed_json(health: FeedHealth) -> dict[str, Any]:
+def feed_json(health: FeedHealth, websub: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A feed and its health as the API shows it; `websub` is its WebSub view
+    (liveupdates/websub/lease.py `websub_view`), "off" when not given."""
     config, last = health.config, health.last_poll
     return {
         "id": config.id,
@@ -154,6 +157,7 @@ def feed_json(health: FeedHealth) -> dict[str, Any]:
         "interval_seconds": config.interval_seconds,
         "paused": config.paused,
         "adaptive": config.adaptive,
+        "websub": config.websub,
         "health": {
             "status": feed_status(health),
             "next_poll_at": None if config.paused else health.next_poll_at,
@@ -168,5 +172,6 @@ def feed_json(health: FeedHealth) -> dict[str, Any]:
             "stories": health.stories,
             "etag": health.fetch.etag,
             "last_modified": health.fetch.last_modified,
+            "websub": websub if websub is not None else {"state": "off", "summary": "off"},
         },
     }
