@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.support.feedserver",
     "tests.support.redis_server",
     "tests.support.browser",
+    "tests.support.websubhub",
 ]

@@ -22,12 +22,12 @@ from starlette.routing import BaseRoute, Route
 
 from liveupdates import metrics
 from liveupdates.events import utcnow_iso
+from liveupdates.models import FeedConfig
 from liveupdates.ops.auth import AuthError, configured_tokens, token_name
 from liveupdates.ops.control import Control, UnknownFeed
 from liveupdates.ops.feeds import ApiError, changed_fields, feed_json, new_feed, patched_feed
 from liveupdates.ops.openapi import openapi_schema
 from liveupdates.settings import Settings
-from liveupdates.models import FeedConfig
 from liveupdates.store.base import Store
 from liveupdates.store.websub import WebSubStore, websub_store_for
 from liveupdates.websub.lease import websub_view
