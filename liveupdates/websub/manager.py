@@ -174,6 +174,7 @@ class WebSubManager:
             elif lease.lapsed(sub, now):
                 metrics.websub_event("lapsed")
                 await self._fail(sub, "lease expired")
+                self._pushing.add(sub.feed_id)  # so the poll below happens now
             if lease.needs_request(sub, now):
                 self._spawn(self._consider(feed, Discovered(sub.hub, sub.topic)))
         self._subs = subs

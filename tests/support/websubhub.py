@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import secrets
 import time
+from urllib.parse import parse_qs
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,7 +104,9 @@ class WebSubHub:
     # -- the hub side ----------------------------------------------------------------------
 
     async def _hub(self, request: Request) -> Response:
-        form = await request.form()
+        # The request body is application/x-www-form-urlencoded (WebSub §5.1).
+        pairs = parse_qs((await request.body()).decode("utf-8", "replace"))
+        form = {k: v[0] for k, v in pairs.items()}
         mode, topic, callback = (
             str(form.get("hub.mode", "")),
             str(form.get("hub.topic", "")),
