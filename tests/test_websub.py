@@ -225,7 +225,7 @@ async def test_opted_out_feed_is_not_subscribed_and_health_says_why(
 async def test_push_reaches_a_reader_as_one_update_with_the_polling_diff(
     start_service: StartService, feed_server: FeedServer, websub_hub: WebSubHub
 ) -> None:
-    service, sub, topic = await subscribed(start_service, feed_server, websub_hub)
+    service, _sub, topic = await subscribed(start_service, feed_server, websub_hub)
     await until(lambda: service.store.feed_stories("gazette"), 10)
     new = feed_body([*BRIDGE[:2], NEW_PARAGRAPH], hub=websub_hub.url, topic=topic)
     async with reader(service.port, "feed:gazette") as client:
@@ -297,7 +297,7 @@ async def test_bad_signature_and_unknown_callback_change_nothing(
 async def test_pushed_then_polled_is_one_version(
     start_service: StartService, feed_server: FeedServer, websub_hub: WebSubHub
 ) -> None:
-    service, sub, topic = await subscribed(start_service, feed_server, websub_hub)
+    service, _sub, topic = await subscribed(start_service, feed_server, websub_hub)
     [story] = await until(lambda: service.store.feed_stories("gazette"), 10)
     new = feed_body([*BRIDGE[:2], NEW_PARAGRAPH], hub=websub_hub.url, topic=topic)
     async with reader(service.port, "feed:gazette") as client:
@@ -336,7 +336,7 @@ async def test_lease_is_renewed_before_it_expires(
     start_service: StartService, feed_server: FeedServer, websub_hub: WebSubHub
 ) -> None:
     websub_hub.lease_seconds = 6
-    service, sub, topic = await subscribed(start_service, feed_server, websub_hub)
+    service, _sub, _topic = await subscribed(start_service, feed_server, websub_hub)
     first = next(v for v in websub_hub.verifications if v.confirmed)
     await until(
         lambda: sum(v.confirmed and v.mode == "subscribe" for v in websub_hub.verifications) >= 2,
@@ -354,7 +354,7 @@ async def test_lease_is_renewed_before_it_expires(
 async def test_lapsed_lease_falls_back_to_polling_at_once(
     start_service: StartService, feed_server: FeedServer, websub_hub: WebSubHub
 ) -> None:
-    service, sub, topic = await subscribed(
+    service, sub, _topic = await subscribed(
         start_service, feed_server, websub_hub, websub_fallback_interval=900.0
     )
     polls = feed_server.count("/feed.xml")
@@ -369,7 +369,7 @@ async def test_lapsed_lease_falls_back_to_polling_at_once(
 async def test_removed_feed_is_unsubscribed_and_verified(
     start_service: StartService, feed_server: FeedServer, websub_hub: WebSubHub
 ) -> None:
-    service, sub, topic = await subscribed(start_service, feed_server, websub_hub)
+    service, _sub, topic = await subscribed(start_service, feed_server, websub_hub)
     answer = await service.http.delete("/v1/admin/feeds/gazette")
     assert answer.status_code == 200
     await until(

@@ -18,10 +18,10 @@ import asyncio
 import contextlib
 import secrets
 import time
-from urllib.parse import parse_qs
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
