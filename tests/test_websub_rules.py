@@ -82,7 +82,9 @@ def test_renewal_a_quarter_before_the_end() -> None:
     assert lease.needs_request(active, 751.0)
     assert lease.needs_request(None, 0.0)
     assert not lease.needs_request(_sub(state="pending"), 5.0)
-    assert lease.needs_request(_sub(state="denied"), lease.RETRY_AFTER + 1)
+    assert not lease.needs_request(_sub(state="denied"), lease.RETRY_FAILED + 1)
+    assert lease.needs_request(_sub(state="denied"), lease.RETRY_DENIED + 1)
+    assert lease.needs_request(_sub(state="failed"), lease.RETRY_FAILED + 1)
 
 
 def test_poll_floor_only_while_pushed() -> None:

@@ -3,8 +3,8 @@
 - Renewal: an active lease is renewed once a quarter of it is left (at most a day before the
   end), so a hub that is slow or briefly down has most of the lease to answer a renewal.
 - A pending request the hub has not verified within PENDING_TIMEOUT has failed.
-- A failed or denied subscription is tried again after RETRY_AFTER (the feed is polled
-  meanwhile), so a hub that was down or said no once is not given up on for good.
+- A failed subscription is tried again after RETRY_FAILED, a denied one after RETRY_DENIED (the
+  feed is polled meanwhile), so a hub that was down or said no once is not given up on for good.
 - While active (and not lapsed) the feed is polled at `fallback` seconds, never faster than its
   own interval; in every other state it is polled as if it had no hub.
 """
@@ -19,7 +19,8 @@ from liveupdates.store.websub import Subscription
 RENEW_FRACTION = 0.25
 MAX_RENEW_MARGIN = 86400.0
 PENDING_TIMEOUT = 120.0
-RETRY_AFTER = 3600.0
+RETRY_FAILED = 300.0
+RETRY_DENIED = 3600.0
 
 
 def renew_margin(lease_seconds: float) -> float:
@@ -42,8 +43,10 @@ def needs_request(sub: Subscription | None, now: float) -> bool:
     if sub.state == "active":
         expires = sub.expires_at or 0.0
         return now >= expires - renew_margin(sub.lease_seconds or (expires - sub.requested_at))
-    if sub.state in ("denied", "failed"):
-        return now >= sub.requested_at + RETRY_AFTER
+    if sub.state == "failed":
+        return now >= sub.requested_at + RETRY_FAILED
+    if sub.state == "denied":
+        return now >= sub.requested_at + RETRY_DENIED
     return False  # pending: wait for the hub; unsubscribing: leaving
 
 

@@ -136,6 +136,15 @@ class WebSubHub:
     async def _verify(
         self, mode: str, topic: str, callback: str, secret: str | None, lease: Any
     ) -> None:
+        try:
+            await self._verify_once(mode, topic, callback, secret, lease)
+        except httpx.HTTPError:
+            # An unreachable callback fails verification, as at a real hub.
+            self.verifications.append(Verification(mode, callback, topic, 0, False, time.time()))
+
+    async def _verify_once(
+        self, mode: str, topic: str, callback: str, secret: str | None, lease: Any
+    ) -> None:
         if mode == "subscribe" and self.deny:
             params = {"hub.mode": "denied", "hub.topic": topic, "hub.reason": "not allowed here"}
             response = await self.client.get(callback, params=params)
