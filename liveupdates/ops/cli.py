@@ -260,6 +260,8 @@ def cmd_add(client: AdminClient, args: argparse.Namespace) -> None:
         body["paused"] = True
     if args.fixed:
         body["adaptive"] = False
+    if args.no_websub:
+        body["websub"] = False
     data = client.request("POST", "/v1/admin/feeds", body)
     _print(
         args,
@@ -278,8 +280,13 @@ def cmd_set(client: AdminClient, args: argparse.Namespace) -> None:
         body["title"] = args.title
     if args.adaptive is not None:
         body["adaptive"] = args.adaptive
+    if args.websub is not None:
+        body["websub"] = args.websub
     if not body:
-        raise FeedsCliError("nothing to set: give --every, --url, --title, --adaptive or --fixed")
+        raise FeedsCliError(
+            "nothing to set: give --every, --url, --title, --adaptive, --fixed, --websub"
+            " or --no-websub"
+        )
     data = client.request("PATCH", _feed_path(args.id), body)
     h = data["health"]
     _print(
@@ -384,6 +391,9 @@ def add_feeds_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--fixed", action="store_true", help="poll exactly every interval (no adaptive pace)"
     )
+    p.add_argument(
+        "--no-websub", action="store_true", help="never subscribe at the feed's WebSub hub"
+    )
     p = command("set", "change a feed's interval, URL, title or mode", cmd_set)
     p.add_argument("id")
     p.add_argument("--every", type=parse_duration, default=None, help="interval: 10s, 5m, 1h")
@@ -392,6 +402,16 @@ def add_feeds_parser(subparsers: Any) -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--adaptive", dest="adaptive", action="store_const", const=True, default=None)
     mode.add_argument("--fixed", dest="adaptive", action="store_const", const=False)
+    push = p.add_mutually_exclusive_group()
+    push.add_argument(
+        "--websub",
+        dest="websub",
+        action="store_const",
+        const=True,
+        default=None,
+        help="subscribe at the feed's WebSub hub when it names one (the default)",
+    )
+    push.add_argument("--no-websub", dest="websub", action="store_const", const=False)
     for name, paused in (("pause", True), ("resume", False)):
         p = command(name, f"{name} polling a feed", _pauser(paused))
         p.add_argument("id")
