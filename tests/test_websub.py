@@ -366,11 +366,18 @@ async def test_lapsed_lease_falls_back_to_polling_at_once(
     assert view["state"] in ("failed", "pending", "active")
 
 
-async def test_removed_feed_is_unsubscribed_and_verified(
-    start_service: StartService, feed_server: FeedServer, websub_hub: WebSubHub
+@pytest.mark.parametrize("how", ["removed", "opted out"])
+async def test_removed_or_opted_out_feed_is_unsubscribed_and_verified(
+    start_service: StartService, feed_server: FeedServer, websub_hub: WebSubHub, how: str
 ) -> None:
     service, _sub, topic = await subscribed(start_service, feed_server, websub_hub)
-    answer = await service.http.delete("/v1/admin/feeds/gazette")
+    if how == "removed":
+        answer = await service.http.delete("/v1/admin/feeds/gazette")
+    else:
+        bad = await service.http.patch("/v1/admin/feeds/gazette", json={"websub": "no"})
+        assert bad.status_code == 400
+        answer = await service.http.patch("/v1/admin/feeds/gazette", json={"websub": False})
+        assert answer.json()["websub"] is False
     assert answer.status_code == 200
     await until(
         lambda: any(v.mode == "unsubscribe" and v.confirmed for v in websub_hub.verifications),
@@ -381,6 +388,12 @@ async def test_removed_feed_is_unsubscribed_and_verified(
     assert await until(lambda: _gone(service), 5)
     audit = (await service.http.get("/v1/admin/audit")).json()["audit"]
     assert {"websub.unsubscribe", "websub.unsubscribed"} <= {a["action"] for a in audit}
+    if how == "opted out":
+        # Still polled, and not subscribed again by the next fetch.
+        polls = feed_server.count("/feed.xml")
+        await service.http.post("/v1/admin/feeds/gazette/poll")
+        assert feed_server.count("/feed.xml") == polls + 1
+        assert [r.mode for r in websub_hub.requests] == ["subscribe", "unsubscribe"]
 
 
 async def _gone(service: Service) -> bool:
