@@ -15,6 +15,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from liveupdates import metrics
 from liveupdates.bus import InMemoryBus
 from liveupdates.feeds.fetch import Fetcher
 from liveupdates.hub.app import make_server
@@ -263,6 +264,7 @@ async def test_bad_signature_and_unknown_callback_change_nothing(
 ) -> None:
     service, sub, topic = await subscribed(start_service, feed_server, websub_hub)
     await until(lambda: service.store.feed_stories("gazette"), 10)
+    bad_before = metrics.value("liveupdates_websub_pushes_total", result="bad_signature")
     forged = feed_body([*BRIDGE[:2], "A forged paragraph nobody published."])
     good = feed_body([*BRIDGE[:2], NEW_PARAGRAPH])
     async with reader(service.port, "feed:gazette") as client, httpx.AsyncClient() as http:
@@ -292,6 +294,8 @@ async def test_bad_signature_and_unknown_callback_change_nothing(
         assert "forged" not in json.dumps(update["event"])
     view = await service.websub()
     assert view["bad_signatures"] == 2 and view["pushes"] == 1
+    bad_after = metrics.value("liveupdates_websub_pushes_total", result="bad_signature")
+    assert bad_after - bad_before == 2
 
 
 async def test_pushed_then_polled_is_one_version(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from liveupdates.settings import SettingsError, load_settings
 from liveupdates.store.websub import Subscription
 from liveupdates.websub import lease
 from liveupdates.websub.discovery import Discovered, discover, header_links
@@ -80,6 +81,10 @@ def test_renewal_a_quarter_before_the_end() -> None:
     active = _sub(state="active", expires_at=1000.0)
     assert not lease.needs_request(active, 749.0)
     assert lease.needs_request(active, 751.0)
+    # Asked again only after a pause while the hub has not verified the renewal.
+    asked = _sub(state="active", expires_at=1000.0, requested_at=751.0)
+    assert not lease.needs_request(asked, 752.0)
+    assert lease.needs_request(asked, 751.0 + lease.PENDING_TIMEOUT)
     assert lease.needs_request(None, 0.0)
     assert not lease.needs_request(_sub(state="pending"), 5.0)
     assert not lease.needs_request(_sub(state="denied"), lease.RETRY_FAILED + 1)
@@ -109,3 +114,24 @@ def test_ops_view_says_why_a_feed_is_polled() -> None:
     assert lapsed["summary"] == "failed: lease expired"
     denied = lease.websub_view(_sub(state="denied", reason="no"), 0.0, enabled=True, opted_in=True)
     assert denied["summary"] == "denied: no"
+
+
+def test_settings_from_the_environment() -> None:
+    settings = load_settings(
+        {
+            "LIVEUPDATES_PUBLIC_URL": "https://live.example.org",
+            "LIVEUPDATES_WEBSUB_FALLBACK_INTERVAL": "600",
+            "LIVEUPDATES_WEBSUB_LEASE_SECONDS": "3600",
+        }
+    )
+    assert settings.public_url == "https://live.example.org"
+    assert (settings.websub_fallback_interval, settings.websub_lease_seconds) == (600.0, 3600)
+    defaults = load_settings({})
+    assert defaults.public_url is None and defaults.websub_fallback_interval == 900.0
+    for env, message in (
+        ({"LIVEUPDATES_PUBLIC_URL": "live.example.org"}, "public_url"),
+        ({"LIVEUPDATES_WEBSUB_LEASE_SECONDS": "5"}, "websub_lease_seconds"),
+        ({"LIVEUPDATES_WEBSUB_FALLBACK_INTERVAL": "0"}, "websub_fallback_interval"),
+    ):
+        with pytest.raises(SettingsError, match=message):
+            load_settings(env)

@@ -1,7 +1,8 @@
 """When to (re)subscribe, when a subscription has lapsed, and what ops see. Pure: `now` is given.
 
 - Renewal: an active lease is renewed once a quarter of it is left (at most a day before the
-  end), so a hub that is slow or briefly down has most of the lease to answer a renewal.
+  end), so a hub that is slow or briefly down has most of the lease to answer a renewal; an
+  unanswered renewal is sent again after half that margin (at most PENDING_TIMEOUT).
 - A pending request the hub has not verified within PENDING_TIMEOUT has failed.
 - A failed subscription is tried again after RETRY_FAILED, a denied one after RETRY_DENIED (the
   feed is polled meanwhile), so a hub that was down or said no once is not given up on for good.
@@ -42,7 +43,12 @@ def needs_request(sub: Subscription | None, now: float) -> bool:
         return True
     if sub.state == "active":
         expires = sub.expires_at or 0.0
-        return now >= expires - renew_margin(sub.lease_seconds or (expires - sub.requested_at))
+        margin = renew_margin(sub.lease_seconds or (expires - sub.requested_at))
+        # A renewal the hub has not verified yet is asked again only after a pause, not on
+        # every check (half the margin, at most PENDING_TIMEOUT): a slow hub is not flooded.
+        return now >= expires - margin and now >= sub.requested_at + min(
+            PENDING_TIMEOUT, margin / 2
+        )
     if sub.state == "failed":
         return now >= sub.requested_at + RETRY_FAILED
     if sub.state == "denied":
