@@ -262,7 +262,9 @@ async def test_push_reaches_a_reader_as_one_update_with_the_polling_diff(
 async def test_bad_signature_and_unknown_callback_change_nothing(
     start_service: StartService, feed_server: FeedServer, websub_hub: WebSubHub
 ) -> None:
-    service, sub, topic = await subscribed(start_service, feed_server, websub_hub)
+    service, sub, topic = await subscribed(
+        start_service, feed_server, websub_hub, fetch_max_body_bytes=16384
+    )
     await until(lambda: service.store.feed_stories("gazette"), 10)
     bad_before = metrics.value("liveupdates_websub_pushes_total", result="bad_signature")
     forged = feed_body([*BRIDGE[:2], "A forged paragraph nobody published."])
@@ -271,6 +273,14 @@ async def test_bad_signature_and_unknown_callback_change_nothing(
         assert await websub_hub.publish(topic, forged, bad_signature=True) == [202]
         unsigned = await http.post(f"{service.base_url}/v1/websub/{sub.token}", content=forged)
         assert unsigned.status_code == 202
+        # Over the fetch body cap: refused like a fetched body would be.
+        huge = forged + b"<!--" + b"x" * 20000 + b"-->"
+        too_big = await http.post(
+            f"{service.base_url}/v1/websub/{sub.token}",
+            content=huge,
+            headers={"X-Hub-Signature": sign(sub.secret, huge)},
+        )
+        assert too_big.status_code == 413
         # Right secret, wrong callback: not ours.
         stranger = f"{service.base_url}/v1/websub/gazette~{'x' * 43}"
         answer = await http.post(
