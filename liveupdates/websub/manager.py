@@ -48,6 +48,10 @@ TICK_SECONDS = 1.0
 ACTION_HOLD = 30.0
 QUEUE_BATCH = 32
 QUEUE_WAIT = 1.0
+# The queue's drainer holds this action name (no feed id starts with "_") while it works; a worker
+# that dies holding it delays the queue by at most QUEUE_HOLD seconds.
+QUEUE_HOLDER = "_push-queue"
+QUEUE_HOLD = 60.0
 
 
 class WebSubManager:
@@ -136,21 +140,33 @@ class WebSubManager:
     async def _consume_loop(self) -> None:
         while True:
             try:
-                pushes = await self.wstore.take_pushes(QUEUE_BATCH, QUEUE_WAIT)
+                # One worker drains the queue at a time, in order: pushes of a feed are then
+                # ingested one after another and oldest first, whichever web process queued them.
+                if not await self.wstore.claim_action(QUEUE_HOLDER, QUEUE_HOLD):
+                    await asyncio.sleep(QUEUE_WAIT)
+                    continue
+                try:
+                    pushes = await self.wstore.take_pushes(QUEUE_BATCH, QUEUE_WAIT)
+                    for push in pushes:
+                        await self._ingest(push.feed_id, push.body, push.headers)
+                finally:
+                    await self.wstore.release_action(QUEUE_HOLDER)
+            except asyncio.CancelledError:
+                raise
             except Exception:
                 log.exception("websub: could not read queued pushes")
                 await asyncio.sleep(QUEUE_WAIT)
-                continue
-            for push in pushes:
-                if self.deliver is None:
-                    continue
-                try:
-                    report = await self.deliver(push.feed_id, push.body, push.headers)
-                except Exception:
-                    log.exception("websub: ingesting a push for feed %s failed", push.feed_id)
-                    continue
-                if report is None:
-                    log.warning("websub: push for feed %s, which is not polled", push.feed_id)
+
+    async def _ingest(self, feed_id: str, body: bytes, headers: Mapping[str, str]) -> None:
+        if self.deliver is None:
+            return
+        try:
+            report = await self.deliver(feed_id, body, headers)
+        except Exception:
+            log.exception("websub: ingesting a push for feed %s failed", feed_id)
+            return
+        if report is None:
+            log.warning("websub: push for feed %s, which is not polled here", feed_id)
 
     # -- the periodic check ----------------------------------------------------------------
 
