@@ -31,7 +31,10 @@ class Worker:
         self.tmp = tempfile.TemporaryDirectory(prefix="lu-bench-poll-")
         self.store = SQLiteStore(Path(self.tmp.name) / "poll.sqlite3")
         self.bus = InMemoryBus(self.store)
-        self.fetcher = make_fetcher(load_settings({}))
+        # The benchmark's feeds are on a loopback server, which the address guard refuses unless
+        # allowed.
+        settings = load_settings({"LIVEUPDATES_FETCH_ALLOW_NETWORKS": "127.0.0.1/32"})
+        self.fetcher = make_fetcher(settings)
         self.ingestor = Ingestor(self.store, self.fetcher, publish=self.bus.publish)
         self.feeds: list[FeedConfig] = []
         self.client = httpx.AsyncClient(timeout=20.0)

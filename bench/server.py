@@ -23,7 +23,6 @@ import gc
 import socket
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.payload import CHANNEL, FEED_ID, STORY_ID, update_event
@@ -247,18 +246,17 @@ async def run_asgi(sock: socket.socket, out: Any, max_seconds: float, port: int)
 async def run_hub(
     sock: socket.socket, out: Any, max_seconds: float, port: int, *, native_ws: bool = False
 ) -> None:
-    from liveupdates.bus.memory import InMemoryBus
+    from liveupdates.backends import open_backends
     from liveupdates.events import channels_for
     from liveupdates.hub.app import make_server
     from liveupdates.server import build_app
     from liveupdates.settings import load_settings
-    from liveupdates.store.sqlite import SQLiteStore
 
     tmp = tempfile.TemporaryDirectory(prefix="lu-bench-")
     # The repository's defaults (config/liveupdates.toml), ignoring the caller's environment.
     settings = dataclasses.replace(load_settings({}), data_dir=tmp.name, hub_demo=False)
-    store = SQLiteStore(Path(tmp.name) / "bench.sqlite3", log_retention=settings.retention)
-    bus = InMemoryBus(store)
+    backends = open_backends(settings)
+    store, bus = backends.store, backends.bus
     first = snapshot(1)
     await store.append_version(first, "h1", 0, [update_event(1, time.time())], channels_for(first))
     version = 1
@@ -269,9 +267,7 @@ async def run_hub(
         http_port = http_sock.getsockname()[1]
     app = build_app(
         settings,
-        store,
-        bus,
-        with_poller=False,
+        backends,
         self_url=f"http://127.0.0.1:{http_port}",
         ws_sock=ws_sock,
     )
@@ -309,7 +305,7 @@ async def run_hub(
     from bench.websub_server import WebSubBench
 
     e2e = E2E(store, bus)
-    websub = WebSubBench(e2e, store, app, http_port)
+    websub = WebSubBench(e2e, backends.websub, app, http_port)
     try:
         await command_loop(
             out,
@@ -338,8 +334,7 @@ async def run_hub(
             serving.cancel()
         await websub.close()
         await e2e.close()
-        await bus.close()
-        await store.close()
+        await backends.close()
         tmp.cleanup()
 
 

@@ -2,7 +2,7 @@
 
 Next to the end-to-end benchmark's poller (bench/e2e_server.py, same feed, same Ingestor), this
 mounts the real WebSub callback (liveupdates/websub/callback.py) on the app, with a verified
-subscription for the feed and `deliver` = a real FeedScheduler's `ingest_pushed`, as `serve` has.
+subscription for the feed and pushes handed to a real FeedScheduler's `ingest_pushed`, as `serve` has.
 Each `websub_push` plays the hub: it signs the next feed body and POSTs it to the callback over
 loopback. `t0` is taken just before that POST, so the callback, the signature check, the hand-off,
 parse, normalise, identity, diff, store, publish, fan-out and delivery all count. (The hub's
@@ -18,8 +18,8 @@ import httpx
 from starlette.applications import Starlette
 
 from bench.e2e_server import E2E
-from liveupdates.store.sqlite import SQLiteStore
-from liveupdates.store.websub import Subscription, websub_store_for
+from liveupdates.models import WebSubSubscription
+from liveupdates.store.websub import WebSubStore
 from liveupdates.websub.callback import websub_routes
 from liveupdates.websub.signature import sign
 from liveupdates.websub.tokens import new_secret, new_token
@@ -29,13 +29,13 @@ MAX_BODY = 10 * 1024 * 1024
 
 
 class WebSubBench:
-    def __init__(self, e2e: E2E, store: SQLiteStore, app: Starlette, port: int) -> None:
+    def __init__(self, e2e: E2E, wstore: WebSubStore, app: Starlette, port: int) -> None:
         self.e2e = e2e
-        self.store = store
+        self.wstore = wstore
         self.app = app
         self.base = f"http://127.0.0.1:{port}"
         self.client: httpx.AsyncClient | None = None
-        self.sub: Subscription | None = None
+        self.sub: WebSubSubscription | None = None
         self.statuses: list[int] = []
 
     async def setup(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -43,9 +43,8 @@ class WebSubBench:
         assert self.e2e.ingestor is not None and self.e2e.feed is not None
         scheduler = FeedScheduler(self.e2e.ingestor)
         await scheduler.sync([self.e2e.feed])  # not started: no scheduled polls, only pushes
-        wstore = websub_store_for(self.store)
         feed_id = self.e2e.feed.id
-        self.sub = Subscription(
+        self.sub = WebSubSubscription(
             feed_id=feed_id,
             hub="http://127.0.0.1:9/",
             topic=self.e2e.feed.url,
@@ -55,9 +54,12 @@ class WebSubBench:
             lease_seconds=86400,
             expires_at=time.time() + 86400,
         )
-        await wstore.put(self.sub)
+        await self.wstore.put(self.sub)
         routes = websub_routes(
-            wstore, self.store, max_body_bytes=MAX_BODY, deliver=scheduler.ingest_pushed
+            self.wstore,
+            self.e2e.store,
+            max_body_bytes=MAX_BODY,
+            local=lambda: scheduler.ingest_pushed,
         )
         self.app.router.routes[0:0] = routes
         self.client = httpx.AsyncClient(timeout=30)

@@ -4,59 +4,82 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 from liveupdates import __version__
 from liveupdates.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from liveupdates.models import FeedConfig
+    from liveupdates.store.base import Store
+
+
+# What a shell reports for a command killed by SIGPIPE (128 + 13).
+EXIT_BROKEN_PIPE = 141
 
 
 class CliError(Exception):
     """Ends the command with one clear line on stderr and exit status 1."""
 
 
-def adhoc_feed_id(url: str) -> str:
-    """A stable feed id for a URL polled without being configured."""
-    host = (urlsplit(url).hostname or "feed").replace(".", "-")[:40]
-    return f"{host}-{hashlib.sha256(url.encode()).hexdigest()[:8]}"
+async def _target_feed(store: Store, settings: Settings, target: str, self_url: str) -> FeedConfig:
+    """The feed `liveupdates poll TARGET` means: a configured feed with that id, else a
+    configured feed with that URL (so its stories are updated, not copied into a second feed),
+    else an ad-hoc feed for the URL. The store's feeds first, then the feeds file's."""
+    from liveupdates.feeds.config import (
+        FeedError,
+        check_url,
+        derived_feed_id,
+        load_feeds,
+        resolve_url,
+    )
+    from liveupdates.models import FeedConfig
+
+    stored = await store.get_feed(target)
+    if stored is not None:
+        return stored
+    try:
+        url: str | None = check_url(target)
+    except FeedError:
+        url = None
+
+    def same_url(feed: FeedConfig) -> bool:
+        return url is not None and url in (feed.url, resolve_url(feed.url, self_url))
+
+    if url is not None:
+        for feed in await store.list_feeds():
+            if same_url(feed):
+                return feed
+    # The feeds file only when the store does not know the feed (a service never started).
+    if settings.feeds_path.exists():
+        for feed in load_feeds(settings.feeds_path, settings):
+            if feed.id == target or same_url(feed):
+                return feed
+    if url is None:
+        raise CliError(f"{target!r} is neither a known feed id nor an http(s) URL")
+    return FeedConfig(id=derived_feed_id(url), url=url)
 
 
 async def _poll(settings: Settings, target: str) -> int:
-    from liveupdates.feeds.config import FeedError, check_url, load_feeds
-    from liveupdates.ingest import Ingestor
-    from liveupdates.models import FeedConfig
-    from liveupdates.runtime import make_fetcher, open_store, self_url_from_env
+    from liveupdates.backends import open_backends
+    from liveupdates.runtime import self_url_from_env
+    from workers.poller import FeedScheduler
 
-    backends = await open_store(settings)
+    backends = open_backends(settings)
     try:
-        feed = await backends.store.get_feed(target)
-        if feed is None and settings.feeds_path.exists():
-            feed = next(
-                (f for f in load_feeds(settings.feeds_path, settings) if f.id == target), None
-            )
-        if feed is None:
-            try:
-                url = check_url(target)
-            except FeedError:
-                raise CliError(
-                    f"{target!r} is neither a known feed id nor an http(s) URL"
-                ) from None
-            feed = FeedConfig(id=adhoc_feed_id(url), url=url)
-        fetcher = make_fetcher(settings)
+        self_url = self_url_from_env()
+        feed = await _target_feed(backends.store, settings, target, self_url)
+        # Through a scheduler and the feed's claim, like every poll: never alongside a worker's.
+        scheduler = FeedScheduler.for_process(settings, backends, self_url=self_url)
         try:
-            ingestor = Ingestor(
-                backends.store,
-                fetcher,
-                flipflop_window=settings.poll_flipflop_window,
-                self_url=self_url_from_env(),
-            )
-            report = await ingestor.poll(feed)
+            report = await scheduler.poll_feed(feed)
         finally:
-            await fetcher.aclose()
+            await scheduler.aclose()
         for event in report.events:
             print(json.dumps(event, ensure_ascii=False), flush=True)
         if report.outcome.status == "error":
@@ -76,7 +99,12 @@ async def _worker(settings: Settings) -> int:
 def _serve(settings: Settings, args: argparse.Namespace, *, with_poller: bool) -> int:
     from liveupdates.server import serve
 
-    serve(settings, host=args.host, port=args.port, with_poller=with_poller)
+    run_poller = None
+    if with_poller:
+        from workers.main import running_poller
+
+        run_poller = running_poller
+    serve(settings, host=args.host, port=args.port, run_poller=run_poller)
     return 0
 
 
@@ -121,19 +149,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         for noisy in ("apscheduler", "httpx", "websockets.server"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        if args.command == "feeds":
-            return args.run(args)
-        settings = load_settings()
-        if args.command == "poll":
-            return asyncio.run(_poll(settings, args.target))
-        if args.command == "worker":
-            return asyncio.run(_worker(settings))
-        return _serve(settings, args, with_poller=args.command == "serve")
+        status = _run(args)
+        # Buffered output meets a reader that went away here, where it can still be handled.
+        sys.stdout.flush()
+        return status
     except (SettingsError, CliError) as exc:
         print(f"liveupdates: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `liveupdates feeds list | head -1`: the reader has all it wanted. Stop quietly, as a
+        # tool killed by SIGPIPE does, and keep the interpreter's final flush from failing too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "feeds":
+        return int(args.run(args))
+    settings = load_settings()
+    if args.command == "poll":
+        return asyncio.run(_poll(settings, args.target))
+    if args.command == "worker":
+        return asyncio.run(_worker(settings))
+    return _serve(settings, args, with_poller=args.command == "serve")
 
 
 if __name__ == "__main__":

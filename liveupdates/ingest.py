@@ -1,8 +1,8 @@
 """One poll of one feed, end to end: fetch, parse, normalise, compare, store, publish.
 
-This is the glue between the stages; each stage's logic lives in its own package. Both the CLI's
-`liveupdates poll` and the scheduled workers call `Ingestor.poll`; a body a WebSub hub pushed
-goes through `Ingestor.ingest_pushed`, which shares everything after the fetch with `poll`.
+This is the glue between the stages; each stage's logic lives in its own package. Every poll goes
+through the process's scheduler (workers/poller.py), which calls `Ingestor.poll`, or
+`Ingestor.ingest` for a body pushed to us (WebSub): both share everything after the fetch.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from liveupdates import metrics
 from liveupdates.events import channels_for, created_event, updated_event, utcnow_iso
-from liveupdates.feeds.config import FeedError, resolve_url
+from liveupdates.feeds.config import SELF_PLACEHOLDER, FeedError, resolve_url
 from liveupdates.feeds.fetch import Fetcher, FetchResult, next_fetch_state
 from liveupdates.feeds.normalise import content_hash, normalise_entry
 from liveupdates.feeds.parse import ParsedFeed, parse_feed
@@ -25,7 +25,7 @@ from liveupdates.models import FeedConfig, FetchState, LogEntry, PollOutcome, Sn
 from liveupdates.store.base import Store, VersionConflict
 
 Publish = Callable[[list[LogEntry]], Awaitable[None]]
-# (feed, final URL, response headers, parsed feed) after a successful fetch
+# (feed, final URL, response headers, parsed feed) after a fetch that parsed (WebSub discovery)
 OnFetched = Callable[[FeedConfig, str, Mapping[str, str], ParsedFeed], None]
 
 # How many earlier versions a returning text is compared with when damping flip-flops.
@@ -75,7 +75,7 @@ class Ingestor:
         on_fetched: OnFetched | None = None,
     ) -> None:
         self.store = store
-        # Called after each successful fetch that parsed (WebSub discovery); must not block.
+        # Called after each fetch that parsed (not for pushed bodies); must not block.
         self.on_fetched = on_fetched
         self.fetcher = fetcher
         self.publish = publish
@@ -97,56 +97,50 @@ class Ingestor:
                 state=failed,
                 errors=failed.consecutive_errors,
             )
-        result = await self.fetcher.fetch(url, state)
-        return await self._after_fetch(feed, started, state, result, url)
+        # A `{self}` feed is the service's own (the demo): its address is ops' choice, not a feed's.
+        own = self.self_url if feed.url.startswith(SELF_PLACEHOLDER) else None
+        result = await self.fetcher.fetch(url, state, exempt_origin=own)
+        new_state = next_fetch_state(state, result, now=time.time())
+        return await self._read_and_store(
+            feed, started, state, new_state, result, url, on_read=self.on_fetched
+        )
 
-    async def ingest_pushed(
-        self, feed: FeedConfig, body: bytes, headers: Mapping[str, str]
-    ) -> PollReport:
-        """A body the feed's WebSub hub pushed: the same path as a fetched body from here on, so
-        a pushed and a polled copy of the same content make one version.
-
-        Unlike a poll it keeps the fetch state (validators, error count) and the last poll as
-        they are, and a body that does not parse is not counted against the feed."""
+    async def ingest(self, feed: FeedConfig, body: bytes, headers: Mapping[str, str]) -> PollReport:
+        """A body of the feed that came without a fetch (a WebSub push): everything a poll does
+        after its fetch. The feed's validators and Retry-After hold stay as they are (they
+        belong to its URL's responses); a readable body ends an error streak, as a poll would."""
         started = time.monotonic()
         state = await self.store.get_fetch_state(feed.id)
         try:
             url = resolve_url(feed.url, self.self_url)
         except FeedError:
-            url = feed.url
-        result = FetchResult(
-            status="ok",
-            url=url,
-            http_status=200,
-            body=body,
-            headers={k.lower(): v for k, v in headers.items()},
-            etag=state.etag,
-            last_modified=state.last_modified,
-        )
-        return await self._after_fetch(feed, started, state, result, url, pushed=True)
+            url = feed.url  # only the base for relative links in the body
+        result = FetchResult(status="ok", url=url, body=body, headers=dict(headers))
+        new_state = replace(state, consecutive_errors=0)
+        return await self._read_and_store(feed, started, state, new_state, result, url)
 
-    async def _after_fetch(
+    async def _read_and_store(
         self,
         feed: FeedConfig,
         started: float,
         state: FetchState,
+        new_state: FetchState,
         result: FetchResult,
         url: str,
         *,
-        pushed: bool = False,
+        on_read: OnFetched | None = None,
     ) -> PollReport:
-        """Everything after the fetch, shared by polls and pushes: parse, normalise, identity,
-        diff, store, publish, and record the outcome (polls only)."""
-        new_state = state if pushed else next_fetch_state(state, result, now=time.time())
+        """Parse, normalise, match, compare, store and publish what a fetch (or push) brought.
+        `on_read` sees the parsed feed first when it parsed."""
         parsed = None
         read: list[tuple[Snapshot, str]] = []
         if result.status == "ok" and result.body is not None:
             parsed, read = await asyncio.to_thread(
                 read_feed, result.body, result.headers, result.url or url, feed.id
             )
-            if not parsed.error and self.on_fetched is not None and not pushed:
-                self.on_fetched(feed, result.url or url, result.headers, parsed)
-            if parsed.error and not pushed:
+            if not parsed.error and on_read is not None:
+                on_read(feed, result.url or url, result.headers, parsed)
+            if parsed.error:
                 # Forget the validators: a 304 next time would hide that the feed is still broken.
                 new_state = replace(
                     new_state,
@@ -158,11 +152,7 @@ class Ingestor:
         # not at all when nothing changed, as on most 304s): a poll that fails half-way keeps the
         # old validators, so the next poll fetches the change again instead of a 304 hiding it.
         changed_state = new_state if new_state != state else None
-        hint = (
-            response_hint(result.headers, result.body)
-            if result.status != "error" and not pushed
-            else None
-        )
+        hint = response_hint(result.headers, result.body) if result.status != "error" else None
         if parsed is None or parsed.error:
             report = await self._finish(
                 feed,
@@ -173,7 +163,6 @@ class Ingestor:
                 retry_after=result.retry_after_seconds,
                 state=changed_state,
                 errors=new_state.consecutive_errors,
-                record=not pushed,
             )
             report.hint = hint
             return report
@@ -200,7 +189,6 @@ class Ingestor:
             events=len(report_events),
             state=changed_state,
             errors=new_state.consecutive_errors,
-            record=not pushed,
         )
         report.events = report_events
         report.damped = damped
@@ -270,7 +258,6 @@ class Ingestor:
         retry_after: float | None = None,
         state: FetchState | None,
         errors: int,
-        record: bool = True,
     ) -> PollReport:
         """Record the outcome, and `state` (the feed's new fetch state) with it if given.
 
@@ -286,7 +273,6 @@ class Ingestor:
             events=events,
             duration_ms=round((time.monotonic() - started) * 1000, 2),
         )
-        if record:
-            await self.store.record_poll(outcome, state)
-            metrics.observe_poll(outcome.status, outcome.duration_ms / 1000)
+        await self.store.record_poll(outcome, state)
+        metrics.observe_poll(outcome.status, outcome.duration_ms / 1000)
         return PollReport(outcome=outcome, retry_after=retry_after, consecutive_errors=errors)

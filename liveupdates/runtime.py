@@ -1,17 +1,14 @@
-"""Choosing and opening the backends a process runs on: embedded (SQLite + in-memory bus) or Redis."""
+"""What every process does at start, whatever its backends: seed the feed list, build its fetcher."""
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 
-from liveupdates import store as stores
-from liveupdates.bus.base import Bus
+from liveupdates.backends import Backends, Signal, SignalKind
 from liveupdates.feeds.config import load_feeds
 from liveupdates.feeds.fetch import Fetcher
 from liveupdates.settings import Settings
-from liveupdates.store.base import Store
 
 log = logging.getLogger("liveupdates")
 
@@ -24,48 +21,16 @@ def self_url_from_env() -> str:
     return os.environ.get("LIVEUPDATES_URL", DEFAULT_SELF_URL)
 
 
-@dataclass
-class Backends:
-    store: Store
-    mode: str  # "embedded" or "redis"
-
-    async def close(self) -> None:
-        await self.store.close()
-
-
-async def open_store(settings: Settings) -> Backends:
-    """The configured store: Redis when `redis_url` is set, else SQLite under `data_dir`."""
-    store = stores.open_store(
-        settings.redis_url or settings.sqlite_path,
-        log_retention=settings.retention,
-        prefix=settings.redis_prefix,
-    )
-    return Backends(store, "redis" if settings.redis_url else "embedded")
-
-
-async def seed_feeds(store: Store, settings: Settings) -> int:
+async def seed_feeds(backends: Backends, settings: Settings) -> int:
     """Load the feeds file into an empty store; afterwards ops own the feed list. Returns count."""
-    if await store.list_feeds():
+    if await backends.store.list_feeds():
         return 0
     feeds = load_feeds(settings.feeds_path, settings)
     for feed in feeds:
-        await store.upsert_feed(feed)
+        await backends.store.upsert_feed(feed)
     log.info("seeded %d feed(s) from %s", len(feeds), settings.feeds_path)
+    await backends.signals.send(Signal(SignalKind.FEEDS))  # to workers already running
     return len(feeds)
-
-
-async def open_bus(settings: Settings, store: Store) -> Bus:
-    """The bus that matches the store: in-process for SQLite, Redis Streams for Redis."""
-    if settings.redis_url:
-        from liveupdates.bus.redis import RedisBus
-        from liveupdates.store.redis import RedisStore
-
-        if not isinstance(store, RedisStore):
-            raise TypeError("the Redis bus reads the streams of a RedisStore")
-        return RedisBus(settings.redis_url, store)
-    from liveupdates.bus.memory import InMemoryBus
-
-    return InMemoryBus(store)
 
 
 def make_fetcher(settings: Settings) -> Fetcher:
@@ -74,4 +39,5 @@ def make_fetcher(settings: Settings) -> Fetcher:
         total_timeout=settings.fetch_total_timeout,
         max_body_bytes=settings.fetch_max_body_bytes,
         max_redirects=settings.fetch_max_redirects,
+        allow_networks=settings.fetch_allow_networks,
     )

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -18,16 +17,14 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from liveupdates.bus.base import Bus
+from liveupdates.backends import Backends, open_backends
 from liveupdates.hub.app import create_app, make_server
-from liveupdates.ingest import Ingestor
 from liveupdates.metrics import metrics_route
 from liveupdates.ops.api import admin_page_routes, admin_routes
-from liveupdates.ops.control import LocalControl
-from liveupdates.runtime import make_fetcher, open_bus, open_store, seed_feeds
+from liveupdates.ops.control import PollControl
+from liveupdates.polling import RunPoller
+from liveupdates.runtime import seed_feeds
 from liveupdates.settings import Settings
-from liveupdates.store.base import Store
-from liveupdates.store.websub import PushedBody
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -45,32 +42,24 @@ def page_routes() -> list[BaseRoute]:
 
 def build_app(
     settings: Settings,
-    store: Store,
-    bus: Bus,
+    backends: Backends,
     *,
-    with_poller: bool,
+    run_poller: RunPoller | None = None,
     self_url: str,
     ws_host: str | None = None,
     ws_sock: socket.socket | None = None,
 ) -> Starlette:
-    """The full app. With `with_poller`, the scheduled poller runs inside the app's lifespan."""
-    fetcher = make_fetcher(settings)
-    ingestor = Ingestor(
-        store,
-        fetcher,
-        publish=bus.publish,
-        flipflop_window=settings.poll_flipflop_window,
-        self_url=self_url,
-    )
-    control = LocalControl(ingestor)
+    """The full app. With `run_poller`, the process's scheduler runs inside the app's lifespan
+    (`liveupdates serve`); without, polls are left to the workers (`liveupdates web`)."""
+    control = PollControl(backends, wait_seconds=settings.fetch_total_timeout + 5)
     routes: list[BaseRoute] = [
         *page_routes(),
         *admin_page_routes(),
-        *admin_routes(settings, store, control),
+        *admin_routes(settings, backends.store, control, backends.websub),
         metrics_route(),
     ]
     if settings.public_url:
-        routes.extend(_websub_routes(settings, store, control if with_poller else None))
+        routes.extend(_websub_routes(settings, backends, control))
     if settings.hub_demo:
         from liveupdates.demo.feed import demo_routes
 
@@ -78,52 +67,48 @@ def build_app(
 
     @contextlib.asynccontextmanager
     async def poller(app: Starlette) -> AsyncIterator[None]:
-        try:
-            if not with_poller:
+        if run_poller is None:
+            yield
+            return
+        await seed_feeds(backends, settings)
+        async with run_poller(settings, backends, self_url=self_url) as scheduler:
+            control.poller = scheduler
+            try:
                 yield
-                return
-            from workers.main import running_poller
-
-            await seed_feeds(store, settings)
-            async with running_poller(
-                settings, store, publish=bus.publish, self_url=self_url
-            ) as scheduler:
-                control.scheduler = scheduler
-                yield
-        finally:
-            await fetcher.aclose()
+            finally:
+                control.poller = None
 
     return create_app(
-        settings, store, bus, extra_routes=routes, lifespan=poller, ws_host=ws_host, ws_sock=ws_sock
+        settings,
+        backends.store,
+        backends.bus,
+        extra_routes=routes,
+        lifespan=poller,
+        ws_host=ws_host,
+        ws_sock=ws_sock,
     )
 
 
-def _websub_routes(
-    settings: Settings, store: Store, control: LocalControl | None
-) -> list[BaseRoute]:
-    """The WebSub callback. With this process's own scheduler (`serve`) a pushed body is ingested
-    here; a web-only process queues it in the store for the worker polling the feed."""
-    from liveupdates.store.websub import websub_store_for
-    from liveupdates.websub.callback import websub_routes
+def _websub_routes(settings: Settings, backends: Backends, control: PollControl) -> list[BaseRoute]:
+    """The WebSub callback. Where this process runs the scheduler (`serve`) a verified push goes
+    straight to its `ingest_pushed`; elsewhere (a `web` process, or `serve` still starting) it is
+    queued in the store for a worker's WebSub manager."""
+    from liveupdates.websub.callback import Deliver, websub_routes
 
-    wstore = websub_store_for(store)
-    deliver = None
-    if control is not None:
-
-        async def deliver(feed_id: str, body: bytes, headers: Mapping[str, str]) -> object:
-            scheduler = control.scheduler
-            if scheduler is None:  # still starting: the queue is read once it runs
-                await wstore.enqueue_push(PushedBody(feed_id, body, dict(headers), time.time()))
-                return None
-            return await scheduler.ingest_pushed(feed_id, body, headers)
+    def local() -> Deliver | None:
+        return control.poller.ingest_pushed if control.poller is not None else None
 
     return websub_routes(
-        wstore, store, max_body_bytes=settings.fetch_max_body_bytes, deliver=deliver
+        backends.websub, backends.store, max_body_bytes=settings.fetch_max_body_bytes, local=local
     )
 
 
 def serve(
-    settings: Settings, *, host: str | None = None, port: int | None = None, with_poller: bool
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    run_poller: RunPoller | None = None,
 ) -> None:
     """Run the app under uvicorn until interrupted; closes the backends on the way out."""
     import asyncio
@@ -132,20 +117,17 @@ def serve(
     port = settings.hub_port if port is None else port
 
     async def main() -> None:
-        backends = await open_store(settings)
-        bus = await open_bus(settings, backends.store)
+        backends = open_backends(settings)
         try:
             app = build_app(
                 settings,
-                backends.store,
-                bus,
-                with_poller=with_poller,
+                backends,
+                run_poller=run_poller,
                 self_url=f"http://{_url_host(host)}:{port}",
                 ws_host=host,
             )
             await make_server(app, settings, host=host, port=port).serve()
         finally:
-            await bus.close()
             await backends.close()
 
     asyncio.run(main())

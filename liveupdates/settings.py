@@ -1,5 +1,7 @@
 """Settings: built-in defaults < config/liveupdates.toml < $LIVEUPDATES_CONFIG < environment.
 
+(config/ is the checkout's; an installed package reads its own copy, liveupdates/defaults/.)
+
 Every setting has one name. In a TOML file it sits in a table (`[fetch] total_timeout = 20`) or at the
 top for the general ones (`data_dir = "./data"`); in the environment it is the same name in upper case
 with the table as a prefix: `LIVEUPDATES_FETCH_TOTAL_TIMEOUT=20`, `LIVEUPDATES_DATA_DIR=/var/lib/lu`.
@@ -15,8 +17,21 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from liveupdates.netguard.policy import parse_networks
+
 ENV_PREFIX = "LIVEUPDATES_"
+# The defaults ship inside the package (liveupdates/defaults/, byte for byte the repository's
+# documented config/, checked by tests/test_settings_files.py), so an installed wheel has them. A
+# source checkout reads config/ itself, so editing it there acts as the README says.
+PACKAGE_CONFIG_DIR = Path(__file__).resolve().parent / "defaults"
 REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+def config_dir() -> Path:
+    """Where the default settings and feeds files are: the checkout's config/, else the package's."""
+    return (
+        REPO_CONFIG_DIR if (REPO_CONFIG_DIR / "liveupdates.toml").is_file() else PACKAGE_CONFIG_DIR
+    )
 
 
 class SettingsError(ValueError):
@@ -31,7 +46,7 @@ class Settings:
     # every Redis key starts with this, so tests and several deployments can share one Redis
     redis_prefix: str = "lu:"
     admin_token: str | None = None
-    feeds_file: str | None = None  # None: config/feeds.toml beside the package
+    feeds_file: str | None = None  # None: config/feeds.toml (see config_dir)
     # named admin tokens {name: token}; only from a settings file
     admin_tokens: dict[str, str] = field(default_factory=dict)
     # the service's public base URL (https://live.example.org): WebSub callbacks live under it;
@@ -50,6 +65,8 @@ class Settings:
     fetch_total_timeout: float = 20.0
     fetch_max_body_bytes: int = 10 * 1024 * 1024
     fetch_max_redirects: int = 5
+    # CIDR networks outbound requests may reach besides public addresses (intranet feeds)
+    fetch_allow_networks: tuple[str, ...] = ()
 
     # [log]
     log_retention: int = 0  # entries kept per channel; 0 keeps all
@@ -88,7 +105,7 @@ class Settings:
     def feeds_path(self) -> Path:
         if self.feeds_file:
             return Path(self.feeds_file)
-        return REPO_CONFIG_DIR / "feeds.toml"
+        return config_dir() / "feeds.toml"
 
     @property
     def retention(self) -> int | None:
@@ -175,6 +192,10 @@ def _check(settings: Settings) -> Settings:
     ):
         if getattr(settings, name) < 1:
             raise SettingsError(f"setting {name} must be >= 1")
+    try:
+        parse_networks(settings.fetch_allow_networks)
+    except ValueError as exc:
+        raise SettingsError(f"setting fetch_allow_networks: {exc}") from None
     if settings.log_retention < 0:
         raise SettingsError("setting log_retention must be >= 0 (0 keeps everything)")
     if not 1 <= settings.hub_port <= 65535:
@@ -205,7 +226,7 @@ def load_settings(
     """Build the settings from files and environment. Raises SettingsError with one clear line."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    default_path = defaults_file or REPO_CONFIG_DIR / "liveupdates.toml"
+    default_path = defaults_file or config_dir() / "liveupdates.toml"
     sources: list[Path] = [default_path] if default_path.exists() else []
     if env.get(f"{ENV_PREFIX}CONFIG"):
         sources.append(Path(env[f"{ENV_PREFIX}CONFIG"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -13,11 +14,12 @@ import httpx
 import pytest
 from starlette.routing import Route
 
+from liveupdates.events import utcnow_iso
 from liveupdates.ops.api import admin_routes
 from liveupdates.ops.openapi import openapi_schema
 from liveupdates.settings import Settings
 from tests.support.adminservice import AdminService
-from tests.support.feedserver import FeedServer
+from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 from tests.support.stories import bridge_story, rss
 from tests.support.uvicorn_serving import bound_socket, serve_until_started
 from tests.support.waiting import until
@@ -95,6 +97,8 @@ async def test_validation_errors(client: httpx.AsyncClient, feed_server: FeedSer
     assert_error(await client.post(post, json={"url": "ftp://x.example/rss"}), 422, "invalid_url")
     assert_error(await client.post(post, json={"url": "javascript:alert(1)"}), 422)
     assert_error(await client.post(post, json={"url": url, "id": "../etc"}), 422, "invalid_id")
+    # A trailing newline would end up in the Location header.
+    assert_error(await client.post(post, json={"url": url, "id": "a\n"}), 422, "invalid_id")
 
     r = await client.post(post, json={"url": url, "id": "a", "interval_seconds": 3600})
     assert r.status_code == 201, r.text
@@ -340,27 +344,30 @@ async def test_redis_mode_a_web_change_reaches_a_separate_worker(
     (its own store object and scheduler); the change reaches it through Redis alone."""
     import dataclasses
 
-    from liveupdates.bus import InMemoryBus
+    from liveupdates.backends import open_url
     from liveupdates.hub import make_server
     from liveupdates.server import build_app
-    from liveupdates.store.redis import RedisStore
     from workers.main import running_poller
 
     feed_server.set("/r.xml", rss([bridge_story()]))
     settings = dataclasses.replace(
-        Settings(), redis_url=redis_url, admin_token=TOKEN, hub_demo=False, poll_jitter=0.0
+        Settings(),
+        redis_url=redis_url,
+        admin_token=TOKEN,
+        hub_demo=False,
+        poll_jitter=0.0,
+        fetch_allow_networks=(ALLOW_LOOPBACK,),
     )
-    web_store = RedisStore(redis_url, prefix=redis_prefix)
-    worker_store = RedisStore(redis_url, prefix=redis_prefix)
-    bus = InMemoryBus(web_store)
-    app = build_app(settings, web_store, bus, with_poller=False, self_url="http://127.0.0.1:1")
+    web = open_url(redis_url, prefix=redis_prefix)
+    worker = open_url(redis_url, prefix=redis_prefix)
+    app = build_app(settings, web, self_url="http://127.0.0.1:1")
     sock = bound_socket()
     server = make_server(app, settings, host="127.0.0.1", port=0, log_level="warning")
     serving = await serve_until_started(server, sock, "the web app")
     try:
         base = f"http://127.0.0.1:{sock.getsockname()[1]}"
         async with (
-            running_poller(settings, worker_store),
+            running_poller(settings, worker),
             httpx.AsyncClient(
                 base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
             ) as c,
@@ -380,17 +387,85 @@ async def test_redis_mode_a_web_change_reaches_a_separate_worker(
             assert time.monotonic() - started < 1.5
             await until(lambda: _polled_twice(feed_server, "/r.xml"), timeout=5)
 
-            # Poll now is answered by the web process itself.
+            # Poll now goes to the worker (the web process has no poller), which polls once
+            # and plans the next poll from it; the answer carries the outcome.
+            asked_at = utcnow_iso()
             r = await c.post("/v1/admin/feeds/r/poll")
+            assert r.status_code == 200
             assert r.json()["outcome"]["status"] == "ok"
+            assert r.json()["outcome"]["at"] >= asked_at  # this poll's, not an earlier one
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, 15)
         sock.close()
-        await bus.close()
-        await web_store.close()
-        await worker_store.close()
+        await web.close()
+        await worker.close()
 
 
 async def _polled_twice(feed_server: FeedServer, path: str) -> bool:
     return feed_server.count(path) >= 2
+
+
+async def test_a_feed_at_a_refused_address_is_a_422_and_nothing_is_fetched(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.set("/a.xml", rss([bridge_story()]))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    loopback = "address 127.0.0.1 is loopback; see fetch.allow_networks"
+    cases = {
+        "http://10.0.0.1/rss": "address 10.0.0.1 is private; see fetch.allow_networks",
+        "http://169.254.169.254/latest/meta-data/": (
+            "address 169.254.169.254 is link-local; see fetch.allow_networks"
+        ),
+        feed_server.url("/a.xml"): loopback,
+        f"http://127.0.0.1:{closed}/a.xml": loopback,  # a closed port says no more than that
+        f"http://0x7f000001:{feed_server.port}/a.xml": loopback,
+        f"http://2130706433:{feed_server.port}/a.xml": loopback,
+        f"http://017700000001:{feed_server.port}/a.xml": loopback,
+        f"http://127.1:{feed_server.port}/a.xml": loopback,
+        "http://[::1]/rss": "address ::1 is loopback; see fetch.allow_networks",
+        "http://[::ffff:127.0.0.1]/rss": (
+            "address ::ffff:127.0.0.1 is loopback (IPv4-mapped form of 127.0.0.1); "
+            "see fetch.allow_networks"
+        ),
+        "http://[2002:7f00:1::]/rss": (
+            "address 2002:7f00:1:: is loopback (6to4 form of 127.0.0.1); see fetch.allow_networks"
+        ),
+    }
+    db = tmp_path / "lu.sqlite3"
+    with AdminService(db, admin_token=TOKEN, fetch_allow_networks=()) as svc:
+        async with httpx.AsyncClient(base_url=svc.base_url, headers=svc.auth, timeout=10) as c:
+            for url, message in cases.items():
+                r = await c.post("/v1/admin/feeds", json={"url": url})
+                assert assert_error(r, 422, "refused_address") == message, url
+            # A name is judged by what it resolves to ("localhost" may give ::1 first).
+            r = await c.post("/v1/admin/feeds", json={"url": f"http://localhost:{closed}/"})
+            assert assert_error(r, 422, "refused_address").endswith(
+                " is loopback; see fetch.allow_networks"
+            )
+            # The demo feed on the service's own address is always allowed; moving a feed to a
+            # refused address is refused like adding one.
+            r = await c.post(
+                "/v1/admin/feeds", json={"url": "{self}/demo/feed.xml", "id": "d", "paused": True}
+            )
+            assert r.status_code == 201, r.text
+            r = await c.patch("/v1/admin/feeds/d", json={"url": "http://10.0.0.1/rss"})
+            assert assert_error(r, 422, "refused_address") == cases["http://10.0.0.1/rss"]
+            feeds = (await c.get("/v1/admin/feeds")).json()["feeds"]
+            assert [(f["id"], f["url"]) for f in feeds] == [("d", "{self}/demo/feed.xml")]
+    assert feed_server.count("/a.xml") == 0
+
+
+async def test_an_id_derived_from_an_ipv6_url_is_valid(tmp_path: Path) -> None:
+    url = "http://[::1]:9/feeds/harbour.xml"
+    db = tmp_path / "lu.sqlite3"
+    with AdminService(db, admin_token=TOKEN, fetch_allow_networks=("::1/128",)) as svc:
+        async with httpx.AsyncClient(base_url=svc.base_url, headers=svc.auth, timeout=10) as c:
+            r = await c.post("/v1/admin/feeds", json={"url": url, "paused": True})
+            assert r.status_code == 201, r.text
+            feed_id = r.json()["id"]
+            assert feed_id.startswith("ipv6-1-")
+            assert r.headers["location"] == f"/v1/admin/feeds/{feed_id}"
+            assert (await c.get(r.headers["location"])).json()["url"] == url

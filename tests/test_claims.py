@@ -13,18 +13,25 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from liveupdates.backends import Claims, Grant, lease_for
+from liveupdates.backends.redis import RedisClaims
+from liveupdates.backends.sqlite import LocalClaims
 from liveupdates.ingest import Ingestor, PollReport
 from liveupdates.models import FeedConfig, StoredVersion, story_channel
 from liveupdates.runtime import make_fetcher
 from liveupdates.settings import Settings
 from liveupdates.store.redis import RedisStore
-from tests.support.feedserver import FeedServer
+from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 from tests.support.stories import bridge_story, rss
 from tests.support.waiting import until
-from workers.claims import LocalClaims, RedisClaims, claims_for, lease_for
 from workers.poller import FeedScheduler
 
-SETTINGS = Settings(poll_min_interval=0.1, poll_jitter=0.0, fetch_total_timeout=2.0)
+SETTINGS = Settings(
+    poll_min_interval=0.1,
+    poll_jitter=0.0,
+    fetch_total_timeout=2.0,
+    fetch_allow_networks=(ALLOW_LOOPBACK,),
+)
 
 
 @pytest.fixture
@@ -47,7 +54,7 @@ class Worker:
             jitter=0.0,
             min_interval=0.1,
             on_report=self.reports.append,
-            claims=claims_for(store),
+            claims=RedisClaims(store.client, store.prefix),
             lease_seconds=lease,
         )
 
@@ -84,11 +91,63 @@ async def test_redis_claims_grant_one_holder_until_released_or_expired(
     assert await b.claim("f", 0.3)
 
 
-async def test_local_claims_always_grant() -> None:
-    claims = LocalClaims()
-    assert await claims.claim("f", 30) and await claims.claim("f", 30)
+@pytest.fixture(params=["local", "redis"])
+async def claims(request: pytest.FixtureRequest) -> AsyncIterator[Claims]:
+    """The claims of every backend: one process's (local) and the shared ones (Redis)."""
+    if request.param == "local":
+        yield LocalClaims()
+        return
+    client = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+    try:
+        yield RedisClaims(client, request.getfixturevalue("redis_prefix"))
+    finally:
+        await client.aclose()
+
+
+async def test_claims_contract_one_lease_at_a_time(claims: Claims) -> None:
+    assert await claims.due("f") is None
+    assert await claims.claim("f", 30) == Grant.GRANTED
+    assert not await claims.claim("f", 30)  # held
+    assert not await claims.claim("f", 30, force=True)  # not even "poll now" overlaps a poll
+    due = await claims.due("f")
+    assert due is not None and time.time() < due <= time.time() + 30
     await claims.release("f", 123.0)
     assert await claims.due("f") == 123.0
+    assert await claims.claim("f", 30, force=True) == Grant.GRANTED
+    await claims.forget("f")
+    assert await claims.due("f") is None
+
+
+async def test_claims_contract_a_request_is_granted_once_after_the_lease(claims: Claims) -> None:
+    assert await claims.claim("f", 30)
+    await claims.request("f")  # asked while a poll runs
+    assert not await claims.claim("f", 30)  # the lease still wins
+    await claims.release("f", time.time() + 3600)  # next due in an hour
+    assert await claims.claim("f", 30) == Grant.REQUESTED  # ...but it was asked for
+    await claims.release("f", time.time() + 3600)
+    second = await claims.claim("f", 30, force=True)
+    assert second == Grant.GRANTED  # the request was consumed by the first grant
+
+
+async def test_claims_contract_hasten_moves_the_due_time_forward_only(claims: Claims) -> None:
+    await claims.hasten("f", 500.0)
+    assert await claims.due("f") == 500.0
+    await claims.hasten("f", 900.0)
+    assert await claims.due("f") == 500.0
+    await claims.hasten("f", 200.0)
+    assert await claims.due("f") == 200.0
+    assert await claims.claim("f", 30)
+    await claims.hasten("f", 100.0)  # an ops change during a poll
+    assert not await claims.claim("f", 30)  # does not free the lease
+
+
+async def test_shared_claims_refuse_a_feed_not_yet_due(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    claims = RedisClaims(redis_client, redis_prefix)
+    await claims.release("f", time.time() + 60)
+    assert not await claims.claim("f", 30)
+    assert await claims.claim("f", 30, force=True)  # poll now
 
 
 def test_lease_outlasts_the_fetch_deadline() -> None:

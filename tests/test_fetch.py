@@ -21,7 +21,7 @@ from liveupdates.feeds.fetch import (
 )
 from liveupdates.feeds.parse import parse_feed
 from liveupdates.models import FetchState
-from tests.support.feedserver import FeedServer
+from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
 RSS = (FIXTURES / "rss_harbour_ferry.xml").read_bytes()
@@ -30,7 +30,7 @@ ATOM = (FIXTURES / "atom_orchard_festival.xml").read_bytes()
 
 @pytest.fixture
 async def fetcher() -> AsyncIterator[Fetcher]:
-    async with Fetcher() as f:
+    async with Fetcher(allow_networks=[ALLOW_LOOPBACK]) as f:
         yield f
 
 
@@ -177,7 +177,7 @@ def test_default_limits() -> None:
 async def test_body_over_cap_is_an_error(feed_server: FeedServer) -> None:
     feed_server.set_huge("/huge.xml", 11 * 1024 * 1024)
 
-    async with Fetcher(max_body_bytes=64 * 1024) as small:
+    async with Fetcher(max_body_bytes=64 * 1024, allow_networks=[ALLOW_LOOPBACK]) as small:
         result = await small.fetch(feed_server.url("/huge.xml"), FetchState())
 
     assert result.status == "error"
@@ -198,7 +198,7 @@ async def test_cap_applies_to_decoded_bytes(feed_server: FeedServer) -> None:
     # Compresses to a few KiB on the wire but inflates far past the cap: a gzip bomb in miniature.
     feed_server.set_huge("/bomb.xml", 4 * 1024 * 1024, gzip=True)
 
-    async with Fetcher(max_body_bytes=64 * 1024) as small:
+    async with Fetcher(max_body_bytes=64 * 1024, allow_networks=[ALLOW_LOOPBACK]) as small:
         result = await small.fetch(feed_server.url("/bomb.xml"), FetchState())
 
     assert result.status == "error"
@@ -208,7 +208,7 @@ async def test_cap_applies_to_decoded_bytes(feed_server: FeedServer) -> None:
 async def test_body_just_under_cap_is_fine(feed_server: FeedServer) -> None:
     feed_server.set_huge("/fits.xml", 64 * 1024, gzip=True)
 
-    async with Fetcher(max_body_bytes=64 * 1024) as small:
+    async with Fetcher(max_body_bytes=64 * 1024, allow_networks=[ALLOW_LOOPBACK]) as small:
         result = await small.fetch(feed_server.url("/fits.xml"), FetchState())
 
     assert result.status == "ok"
@@ -219,7 +219,7 @@ async def test_slow_server_times_out(feed_server: FeedServer) -> None:
     feed_server.set("/slow.xml", RSS, delay=5.0)
 
     started = time.monotonic()
-    async with Fetcher(total_timeout=0.5) as quick:
+    async with Fetcher(total_timeout=0.5, allow_networks=[ALLOW_LOOPBACK]) as quick:
         result = await quick.fetch(feed_server.url("/slow.xml"), FetchState())
     elapsed = time.monotonic() - started
 
@@ -234,7 +234,7 @@ async def test_total_deadline_covers_a_trickling_body(feed_server: FeedServer) -
     feed_server.set("/trickle.xml", RSS, trickle=0.2)
 
     started = time.monotonic()
-    async with Fetcher(total_timeout=0.5) as quick:
+    async with Fetcher(total_timeout=0.5, allow_networks=[ALLOW_LOOPBACK]) as quick:
         result = await quick.fetch(feed_server.url("/trickle.xml"), FetchState())
     elapsed = time.monotonic() - started
 

@@ -13,7 +13,7 @@ from liveupdates.feeds.fetch import Fetcher
 from liveupdates.ingest import Ingestor
 from liveupdates.models import FeedConfig, LogEntry
 from liveupdates.store.sqlite import SQLiteStore
-from tests.support.feedserver import FeedServer
+from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 from tests.support.stories import BRIDGE, bridge_story, rss
 
 PATH = "/gazette.xml"
@@ -22,7 +22,7 @@ PATH = "/gazette.xml"
 @pytest.fixture
 async def pipeline(tmp_path: Path, feed_server: FeedServer) -> AsyncIterator[Pipeline]:
     store = SQLiteStore(tmp_path / "lu.sqlite3")
-    fetcher = Fetcher(total_timeout=5.0)
+    fetcher = Fetcher(total_timeout=5.0, allow_networks=[ALLOW_LOOPBACK])
     published: list[LogEntry] = []
 
     async def publish(entries: list[LogEntry]) -> None:

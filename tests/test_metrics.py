@@ -19,7 +19,7 @@ from liveupdates.models import FeedConfig
 from liveupdates.runtime import make_fetcher
 from liveupdates.settings import Settings
 from liveupdates.store.sqlite import SQLiteStore
-from tests.support.feedserver import FeedServer
+from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 from tests.support.hubserver import HubServerHandle
 from tests.support.stories import bridge_story, rss
 from tests.support.waiting import until
@@ -66,7 +66,7 @@ async def test_polls_count_by_result_with_duration(tmp_path: Path, feed_server: 
     feed_server.set("/m.xml", rss([bridge_story()]), etag=True)
     feed_server.set("/bad.xml", b"", status=500)
     store = SQLiteStore(tmp_path / "m.sqlite3")
-    fetcher = make_fetcher(Settings())
+    fetcher = make_fetcher(Settings(fetch_allow_networks=(ALLOW_LOOPBACK,)))
     ingestor = Ingestor(store, fetcher)
     ok, nm, err = (
         value("liveupdates_polls_total", result=r) for r in ("ok", "not_modified", "error")

@@ -121,6 +121,12 @@ def test_refusals_are_one_clear_line(service: AdminService, tmp_path: Path) -> N
     assert done.returncode == 1 and "http or https" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
 
+    done = feeds(url, "add", "http://10.0.0.1/rss", check=False)
+    assert (done.returncode, done.stderr) == (
+        1,
+        "liveupdates feeds: address 10.0.0.1 is private; see fetch.allow_networks\n",
+    )
+
     done = feeds(url, "set", "nope", "--every", "10s", check=False)
     assert done.returncode == 1 and "no feed with id 'nope'" in done.stderr
 
@@ -144,6 +150,57 @@ def test_refusals_are_one_clear_line(service: AdminService, tmp_path: Path) -> N
     with AdminService(tmp_path / "other.sqlite3") as closed:
         done = feeds(closed.base_url, "list", check=False)
     assert done.returncode == 1 and "LIVEUPDATES_ADMIN_TOKEN" in done.stderr
+
+
+@pytest.mark.parametrize("args", [("audit",), ("list",), ("list", "--json"), ("show", "hot")])
+def test_a_reader_that_goes_away_ends_the_command_quietly(
+    service: AdminService, feed_server: FeedServer, args: tuple[str, ...]
+) -> None:
+    """`liveupdates feeds audit | head -1`: no BrokenPipeError traceback once `head` has gone."""
+    feed_server.set("/hot.xml", rss([bridge_story()]))
+    feeds(service.base_url, "add", feed_server.url("/hot.xml"), "--id", "hot", "--paused")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEUPDATES_")}
+    env.update(LIVEUPDATES_URL=service.base_url, LIVEUPDATES_ADMIN_TOKEN=TOKEN)
+    read, write = os.pipe()
+    # The reader is gone before the command writes a byte: what `head` leaves behind, without
+    # depending on how quickly `head` exits.
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "liveupdates.cli", "feeds", *args],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=REPO,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert done.stderr == ""
+    assert done.returncode == 141  # as a shell reports a command ended by SIGPIPE
+
+
+def test_head_in_a_real_shell_pipeline_gets_its_line_and_no_traceback(
+    service: AdminService, feed_server: FeedServer
+) -> None:
+    feed_server.set("/hot.xml", rss([bridge_story()]))
+    feeds(service.base_url, "add", feed_server.url("/hot.xml"), "--id", "hot", "--paused")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEUPDATES_")}
+    env.update(LIVEUPDATES_URL=service.base_url, LIVEUPDATES_ADMIN_TOKEN=TOKEN)
+    command = f"{sys.executable} -m liveupdates.cli feeds audit | head -1"
+    done = subprocess.run(
+        ["sh", "-c", command],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.split() == ["AT", "WHO", "ACTION", "FEED", "CHANGE"]
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from liveupdates.models import story_channel
 from liveupdates.store.redis import RedisStore
 from tests.support import waiting
-from tests.support.feedserver import FeedServer
+from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 from tests.support.stories import bridge_story, rss
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,6 +160,7 @@ def cluster(
         LIVEUPDATES_POLL_MIN_INTERVAL="0.5",
         LIVEUPDATES_FETCH_TOTAL_TIMEOUT="2",
         LIVEUPDATES_HUB_DEMO="false",
+        LIVEUPDATES_FETCH_ALLOW_NETWORKS=ALLOW_LOOPBACK,
         PYTHONUNBUFFERED="1",
     )
     logs = tmp_path / "logs"

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import pytest
 
+from liveupdates.backends import open_url
 from liveupdates.models import (
     FeedConfig,
     FetchState,
@@ -26,7 +27,6 @@ from liveupdates.models import (
     feed_channel,
     story_channel,
 )
-from liveupdates.store import open_store
 from liveupdates.store.base import LogBounds, Store, VersionConflict
 from liveupdates.store.redis import RedisStore
 from liveupdates.store.sqlite import SQLiteStore
@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class Backend(Protocol):
-    target: str  # what `open_store` opens in another process
-    prefix: str  # open_store's `prefix` (only Redis uses it)
+    target: str  # the backends URL another process opens
+    prefix: str  # open_url's `prefix` (only Redis uses it)
 
     def open(self, *, log_retention: int | None = None) -> Store:
         """A new store object on this backend's shared data (a second process would see the same)."""
@@ -52,7 +52,7 @@ class Backend(Protocol):
 class SQLiteBackend:
     def __init__(self, request: pytest.FixtureRequest, tmp_path: Path) -> None:
         self.path = tmp_path / "nested" / "dir" / "store.sqlite3"
-        self.target, self.prefix = str(self.path), ""
+        self.target, self.prefix = f"sqlite://{self.path}", ""
 
     def open(self, *, log_retention: int | None = None) -> Store:
         return SQLiteStore(self.path, log_retention=log_retention)
@@ -243,6 +243,41 @@ async def test_record_poll_and_feed_health(store: Store) -> None:
     assert health.stories == 2
 
 
+async def test_feeds_health_is_every_feeds_health_in_one_read(store: Store) -> None:
+    assert await store.feeds_health() == []
+    for feed_id in ("b-feed", "a-feed", "quiet"):
+        await store.upsert_feed(FeedConfig(id=feed_id, url=f"https://{feed_id}.example/feed"))
+    bad = PollOutcome("a-feed", "2031-02-03T08:00:00Z", "error", http_status=500)
+    await store.record_poll(bad, FetchState(consecutive_errors=1))
+    good = PollOutcome("b-feed", "2031-02-03T08:01:00Z", "ok", http_status=200, entries=1)
+    await store.record_poll(good, FetchState(etag='"b1"'))
+    await store.set_next_poll("b-feed", "2031-02-03T08:02:00.000Z")
+    await add(store, snap("s1", feed="b-feed"), 0)
+    await add(store, snap("s2", feed="b-feed"), 0)
+    await add(store, snap("s3", feed="a-feed"), 0)
+
+    every = await store.feeds_health()
+    assert [h.config.id for h in every] == ["a-feed", "b-feed", "quiet"]
+    # The same answers as asking feed by feed.
+    assert every == [await store.feed_health(h.config.id) for h in every]
+    a, b, quiet = every
+    assert (a.last_poll, a.last_error, a.fetch.consecutive_errors, a.stories) == (
+        bad,
+        "HTTP 500",
+        1,
+        1,
+    )
+    assert (b.last_poll, b.fetch.etag, b.stories, b.next_poll_at) == (
+        good,
+        '"b1"',
+        2,
+        "2031-02-03T08:02:00.000Z",
+    )
+    assert (quiet.last_poll, quiet.stories, quiet.next_poll_at) == (None, 0, None)
+    await store.delete_feed("quiet")
+    assert [h.config.id for h in await store.feeds_health()] == ["a-feed", "b-feed"]
+
+
 async def test_record_poll_can_write_the_fetch_state_with_it(store: Store) -> None:
     await store.upsert_feed(FeedConfig(id="f1", url="https://one.example/feed"))
     state = FetchState(etag='"v1"', last_modified="Mon, 03 Feb 2031 08:00:00 GMT")
@@ -369,13 +404,14 @@ def worker(target: str, prefix: str, name: str, count: int) -> None:
     """Run in a child process: append `count` events to the shared story and a private one."""
 
     async def main() -> None:
-        store = open_store(target, prefix=prefix)
+        backends = open_url(target, prefix=prefix)
+        store = backends.store
         try:
             for i in range(count):
                 await append_with_retry(store, "shared", {"worker": name, "i": i})
                 await append_with_retry(store, f"own-{name}", {"worker": name, "i": i})
         finally:
-            await store.close()
+            await backends.close()
 
     asyncio.run(main())
 

@@ -1,4 +1,4 @@
-"""SQLite-only behaviour: file setup, processes creating one file, open_store dispatch.
+"""SQLite-only behaviour: file setup, processes creating one file, backends chosen by URL.
 
 Everything a Store must do is in test_store_contract.py; this file covers what only SQLite has.
 """
@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from liveupdates.backends import open_backends, open_url
 from liveupdates.models import LogEntry, Snapshot
-from liveupdates.store import RedisStore, SQLiteStore, open_store
+from liveupdates.settings import Settings, SettingsError
 from liveupdates.store.base import VersionConflict
+from liveupdates.store.redis import RedisStore
+from liveupdates.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,19 +118,23 @@ async def test_events_are_stored_as_given(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_open_store_dispatch(tmp_path: Path) -> None:
-    stores = [
-        open_store(tmp_path / "p.db"),
-        open_store(f"sqlite://{tmp_path}/u.db", log_retention=5),
-        open_store(":memory:"),
+async def test_backends_are_chosen_by_url(tmp_path: Path) -> None:
+    opened = [
+        open_url(f"sqlite://{tmp_path}/u.db", log_retention=5),
+        open_url(f"sqlite:///{tmp_path}/abs.db"),
+        open_backends(Settings(data_dir=str(tmp_path / "data"))),
     ]
     try:
-        assert all(isinstance(s, SQLiteStore) for s in stores)
-        assert (tmp_path / "u.db").exists()
-        assert stores[1].log_retention == 5  # type: ignore[attr-defined]
+        assert all(b.mode == "embedded" and isinstance(b.store, SQLiteStore) for b in opened)
+        assert (tmp_path / "u.db").exists() and (tmp_path / "abs.db").exists()
+        assert (tmp_path / "data" / "liveupdates.sqlite3").exists()
+        assert opened[0].store.log_retention == 5  # type: ignore[attr-defined]
     finally:
-        for s in stores:
-            await s.close()
-    redis_store = open_store("redis://127.0.0.1:1/0", prefix="x:")
-    assert isinstance(redis_store, RedisStore) and redis_store.prefix == "x:"
-    await redis_store.close()
+        for b in opened:
+            await b.close()
+    redis = open_url("redis://127.0.0.1:1/0", prefix="x:")  # nothing connects until used
+    assert redis.mode == "redis" and isinstance(redis.store, RedisStore)
+    assert redis.store.prefix == "x:"
+    await redis.close()
+    with pytest.raises(SettingsError, match="no backend"):
+        open_url("postgres://db/lu")

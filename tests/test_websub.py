@@ -16,21 +16,21 @@ import pytest
 from websockets.asyncio.client import connect
 
 from liveupdates import metrics
-from liveupdates.bus import InMemoryBus
+from liveupdates.backends import open_backends
 from liveupdates.feeds.fetch import Fetcher
 from liveupdates.hub.app import make_server
 from liveupdates.ingest import Ingestor
-from liveupdates.models import FeedConfig
+from liveupdates.models import FeedConfig, WebSubSubscription
 from liveupdates.server import build_app
 from liveupdates.settings import Settings
 from liveupdates.store.sqlite import SQLiteStore
-from liveupdates.store.websub import Subscription, websub_store_for
 from liveupdates.websub.signature import sign
-from tests.support.feedserver import FeedServer
+from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 from tests.support.stories import BRIDGE, bridge_story, rss
 from tests.support.uvicorn_serving import bound_socket, serve_until_started
 from tests.support.waiting import until
 from tests.support.websubhub import WebSubHub
+from workers.main import running_poller
 
 TOKEN = "websub-test-token"
 NEW_PARAGRAPH = "By noon the harbour master reported the first queue of lorries since September."
@@ -65,14 +65,16 @@ class Service:
             "public_url": self.base_url,
             "poll_min_interval": 0.2,
             "poll_jitter": 0.0,
+            # the feed server and the hub listen on loopback, which the address guard refuses
+            "fetch_allow_networks": (ALLOW_LOOPBACK,),
             **overrides,
         }
         self.settings = dataclasses.replace(Settings(), **values)
-        self.store = SQLiteStore(tmp_path / "lu.sqlite3")
-        self.wstore = websub_store_for(self.store)
-        self.bus = InMemoryBus(self.store)
+        self.backends = open_backends(self.settings)
+        self.store = self.backends.store
+        self.wstore = self.backends.websub
         self.app = build_app(
-            self.settings, self.store, self.bus, with_poller=True, self_url=self.base_url
+            self.settings, self.backends, run_poller=running_poller, self_url=self.base_url
         )
         self.server = make_server(
             self.app, self.settings, host="127.0.0.1", port=self.port, log_level="warning"
@@ -95,16 +97,15 @@ class Service:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.task, 15)
         self.sock.close()
-        await self.bus.close()
-        await self.store.close()
+        await self.backends.close()
 
     async def websub(self, feed_id: str = "gazette") -> dict[str, Any]:
         answer = await self.http.get(f"/v1/admin/feeds/{feed_id}")
         answer.raise_for_status()
         return answer.json()["health"]["websub"]
 
-    async def active(self, feed_id: str = "gazette") -> Subscription:
-        async def ready() -> Subscription | None:
+    async def active(self, feed_id: str = "gazette") -> WebSubSubscription:
+        async def ready() -> WebSubSubscription | None:
             sub = await self.wstore.get(feed_id)
             return sub if sub is not None and sub.state == "active" else None
 
@@ -159,7 +160,7 @@ async def subscribed(
     feed_server: FeedServer,
     hub: WebSubHub,
     **overrides: Any,
-) -> tuple[Service, Subscription, str]:
+) -> tuple[Service, WebSubSubscription, str]:
     """A service whose gazette feed (atom:link hub) is subscribed and verified."""
     topic = feed_server.url("/feed.xml")
     feed_server.set("/feed.xml", feed_body(BRIDGE[:2], hub=hub.url, topic=topic))
@@ -245,7 +246,7 @@ async def test_push_reaches_a_reader_as_one_update_with_the_polling_diff(
     # What polling the same two documents gives.
     feed_server.set("/compare.xml", feed_body(BRIDGE[:2]))
     store = SQLiteStore.memory()
-    async with Fetcher() as fetcher:
+    async with Fetcher(allow_networks=[ALLOW_LOOPBACK]) as fetcher:
         ingestor = Ingestor(store, fetcher)
         feed = FeedConfig(id="gazette", url=feed_server.url("/compare.xml"))
         await ingestor.poll(feed)

@@ -14,10 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from liveupdates.store.redis import RedisStore
-from liveupdates.store.websub import websub_store_for
+from liveupdates.backends import open_url
 from liveupdates.websub.signature import sign
-from tests.support.feedserver import FeedServer
+from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 from tests.support.stories import BRIDGE
 from tests.support.websubhub import WebSubHub
 from tests.test_scale_redis import Client, Processes, free_port, until
@@ -50,6 +49,7 @@ def cluster(
         LIVEUPDATES_FEEDS=str(feeds),
         LIVEUPDATES_PUBLIC_URL=f"http://127.0.0.1:{ports[0]}",
         LIVEUPDATES_FETCH_TOTAL_TIMEOUT="2",
+        LIVEUPDATES_FETCH_ALLOW_NETWORKS=ALLOW_LOOPBACK,
         LIVEUPDATES_HUB_DEMO="false",
         PYTHONUNBUFFERED="1",
     )
@@ -76,8 +76,8 @@ async def test_push_to_any_web_process_is_ingested_once(
     port_a, port_b = ports
     cluster.start("web-a", "web", "--port", str(port_a))
     cluster.start("web-b", "web", "--port", str(port_b))
-    store = RedisStore(redis_url, prefix=redis_prefix)
-    wstore = websub_store_for(store)
+    backends = open_url(redis_url, prefix=redis_prefix)
+    store, wstore = backends.store, backends.websub
     clients: list[Client] = []
     try:
         async with httpx.AsyncClient(timeout=5) as http:
@@ -131,7 +131,7 @@ async def test_push_to_any_web_process_is_ingested_once(
     finally:
         for client in clients:
             await client.close()
-        await store.close()
+        await backends.close()
 
 
 async def _true(value: bool) -> bool:

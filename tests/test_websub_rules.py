@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from liveupdates.models import WebSubSubscription
 from liveupdates.settings import SettingsError, load_settings
-from liveupdates.store.websub import Subscription
 from liveupdates.websub import lease
 from liveupdates.websub.discovery import Discovered, discover, header_links
 from liveupdates.websub.signature import sign, valid_signature
@@ -70,8 +70,8 @@ def test_tokens_name_the_feed_and_are_checked_for_shape() -> None:
         assert token_feed(bad) is None
 
 
-def _sub(**changes: object) -> Subscription:
-    sub = Subscription("f", "https://h/", URL, "s", "t", lease_seconds=1000, requested_at=0.0)
+def _sub(**changes: object) -> WebSubSubscription:
+    sub = WebSubSubscription("f", "https://h/", URL, "s", "t", lease_seconds=1000, requested_at=0.0)
     for name, value in changes.items():
         setattr(sub, name, value)
     return sub

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from liveupdates.backends import Backends, open_url
+from liveupdates.models import PushedBody, WebSubSubscription
 from liveupdates.store.base import Store
-from liveupdates.store.redis import RedisStore
-from liveupdates.store.sqlite import SQLiteStore
-from liveupdates.store.websub import PushedBody, Subscription, WebSubStore, websub_store_for
+from liveupdates.store.websub import WebSubStore
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -20,21 +20,19 @@ async def stores(
 ) -> AsyncIterator[tuple[Store, WebSubStore, WebSubStore]]:
     """The main store and two WebSub parts over it (as two processes would have)."""
     if request.param == "sqlite":
-        path = tmp_path / "ws.sqlite3"
-        main: Store = SQLiteStore(path)
-        other: Store = SQLiteStore(path)
+        url, prefix = f"sqlite://{tmp_path / 'ws.sqlite3'}", "lu:"
     else:
         url = request.getfixturevalue("redis_url")
         prefix = request.getfixturevalue("redis_prefix")
-        main = RedisStore(url, prefix=prefix)
-        other = RedisStore(url, prefix=prefix)
-    yield main, websub_store_for(main), websub_store_for(other)
+    main: Backends = open_url(url, prefix=prefix)
+    other: Backends = open_url(url, prefix=prefix)
+    yield main.store, main.websub, other.websub
     await main.close()
     await other.close()
 
 
-def _sub(feed_id: str = "gazette", **changes: object) -> Subscription:
-    sub = Subscription(
+def _sub(feed_id: str = "gazette", **changes: object) -> WebSubSubscription:
+    sub = WebSubSubscription(
         feed_id=feed_id,
         hub="https://hub.example/",
         topic="https://gazette.example/feed.xml",
@@ -55,10 +53,10 @@ async def test_put_get_list_delete(stores: tuple[Store, WebSubStore, WebSubStore
     await ws.put(_sub("courier"))
     got = await other.get("gazette")
     assert got == _sub()
-    assert [s.feed_id for s in await other.list()] == ["courier", "gazette"]
+    assert [s.feed_id for s in await other.subscriptions()] == ["courier", "gazette"]
     await ws.delete("gazette")
     assert await other.get("gazette") is None
-    assert [s.feed_id for s in await ws.list()] == ["courier"]
+    assert [s.feed_id for s in await ws.subscriptions()] == ["courier"]
 
 
 async def test_counters_survive_put_and_only_count_known(

@@ -8,97 +8,114 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 
-from liveupdates.ingest import Ingestor, Publish
-from liveupdates.runtime import make_fetcher, open_store, seed_feeds, self_url_from_env
+from liveupdates.backends import Backends, Signal, SignalKind, open_backends
+from liveupdates.runtime import seed_feeds, self_url_from_env
 from liveupdates.settings import Settings
-from liveupdates.store.base import Store
-from liveupdates.store.websub import websub_store_for
 from liveupdates.websub.client import make_hub_client
 from liveupdates.websub.manager import WebSubManager
-from workers.claims import claims_for, lease_for
 from workers.poller import FeedScheduler
 
 log = logging.getLogger("liveupdates.worker")
 
-# How often the worker re-reads the feed list, so ops changes act without a restart.
-SYNC_SECONDS = 0.5
-
 
 @contextlib.asynccontextmanager
 async def running_poller(
-    settings: Settings,
-    store: Store,
-    *,
-    publish: Publish | None = None,
-    self_url: str | None = None,
+    settings: Settings, backends: Backends, *, self_url: str | None = None
 ) -> AsyncIterator[FeedScheduler]:
-    """Poll every enabled feed of `store` on its schedule until the block exits."""
-    fetcher = make_fetcher(settings)
-    websub = make_websub_manager(settings, store)
-    ingestor = Ingestor(
-        store,
-        fetcher,
-        publish=publish,
-        flipflop_window=settings.poll_flipflop_window,
+    """Poll every enabled feed of the store on its schedule until the block exits.
+
+    The feed list is read once at start and again on each `Signal.FEEDS` (an ops change, from any
+    process) or `RESYNC` (notices may have been missed, e.g. Redis restarted); never on a timer.
+    """
+    websub = make_websub_manager(settings, backends)
+    scheduler = FeedScheduler.for_process(
+        settings,
+        backends,
         self_url=self_url,
         on_fetched=websub.on_fetched if websub else None,
-    )
-    scheduler = FeedScheduler(
-        ingestor,
-        jitter=settings.poll_jitter,
-        max_backoff=settings.poll_max_backoff,
-        min_interval=settings.poll_min_interval,
-        max_interval=settings.poll_max_interval,
-        # Shared with every other worker on the same Redis; always granted in embedded mode.
-        claims=claims_for(store),
-        lease_seconds=lease_for(settings.fetch_total_timeout),
         poll_floor=websub.poll_floor if websub else None,
     )
-    await scheduler.sync(await store.list_feeds())
-    scheduler.start()
-    syncing = asyncio.create_task(_keep_in_sync(scheduler, store))
+    following: asyncio.Task[None] | None = None
     try:
-        async with contextlib.AsyncExitStack() as stack:
-            if websub is not None:
-                websub.deliver = scheduler.ingest_pushed
-                websub.poll_now = scheduler.poll_soon
-                await stack.enter_async_context(websub.running())
-            yield scheduler
-    finally:
-        syncing.cancel()
+        # Listen before the first read, so a change made in between is not missed.
+        async with backends.signals.listen() as signals:
+            await scheduler.sync(await backends.store.list_feeds())
+            scheduler.start()
+            following = asyncio.create_task(_follow(scheduler, backends, signals))
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    if websub is not None:
+                        websub.deliver = scheduler.ingest_pushed
+                        await stack.enter_async_context(websub.running())
+                    yield scheduler
+            finally:
+                following.cancel()
+        # Closing the listener ends the follower even if a read blocked in a client library
+        # let the cancellation pass.
         with contextlib.suppress(asyncio.CancelledError):
-            await syncing
-        scheduler.shutdown()
-        await fetcher.aclose()
+            await following
+    finally:
+        if following is not None and not following.done():
+            following.cancel()
+        await scheduler.aclose()
 
 
-def make_websub_manager(settings: Settings, store: Store) -> WebSubManager | None:
+def make_websub_manager(settings: Settings, backends: Backends) -> WebSubManager | None:
     """The WebSub subscriber of this poller process; None (WebSub off) without public_url."""
     if not settings.public_url:
         return None
-    return WebSubManager(settings, store, websub_store_for(store), make_hub_client(settings))
+    return WebSubManager(settings, backends, make_hub_client(settings))
 
 
-async def _keep_in_sync(scheduler: FeedScheduler, store: Store) -> None:
-    while True:
-        await asyncio.sleep(SYNC_SECONDS)
+async def _follow(
+    scheduler: FeedScheduler, backends: Backends, signals: AsyncIterator[Signal]
+) -> None:
+    requested: set[asyncio.Task[None]] = set()  # a requested poll must not hold up the notices
+    try:
+        await _act(scheduler, backends, signals, requested)
+    finally:
+        for task in requested:
+            task.cancel()
+        await asyncio.gather(*requested, return_exceptions=True)
+
+
+async def _act(
+    scheduler: FeedScheduler,
+    backends: Backends,
+    signals: AsyncIterator[Signal],
+    requested: set[asyncio.Task[None]],
+) -> None:
+    async for notice in signals:
         try:
-            await scheduler.sync(await store.list_feeds())
+            if notice.kind in (SignalKind.FEEDS, SignalKind.RESYNC):
+                await scheduler.sync(await backends.store.list_feeds())
+            elif notice.kind == SignalKind.POLL:
+                task = asyncio.create_task(_requested(scheduler, notice.feed_id))
+                requested.add(task)
+                task.add_done_callback(requested.discard)
         except Exception:
-            # The store may be briefly unreachable (Redis restart); keep the current schedule.
-            log.exception("could not refresh the feed list")
+            # The store may be briefly unreachable (Redis restart): the schedule stays as it
+            # is, and the RESYNC after the reconnect brings it up to date.
+            log.exception("could not act on %s", notice)
+
+
+async def _requested(scheduler: FeedScheduler, feed_id: str) -> None:
+    try:
+        await scheduler.poll_requested(feed_id)
+    except Exception:
+        log.exception("could not run the requested poll of feed %s", feed_id)
 
 
 async def run_worker(settings: Settings) -> None:
-    backends = await open_store(settings)
+    backends = open_backends(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        await seed_feeds(backends.store, settings)
-        async with running_poller(settings, backends.store, self_url=self_url_from_env()):
+        await seed_feeds(backends, settings)
+        async with running_poller(settings, backends, self_url=self_url_from_env()):
             log.info("worker polling (%s mode)", backends.mode)
             await stop.wait()
     finally:

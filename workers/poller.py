@@ -8,9 +8,24 @@ failure or slowness never touches another feed's job.
 
 Every planned poll time is written to the store (`set_next_poll`), so ops see it from any process.
 
-Several workers share the feeds through `Claims` (workers/claims.py): every worker has a job for
-every feed, but a job only polls if its claim is granted; otherwise it waits for the shared due
-time. Embedded mode uses claims that always grant, so one process behaves as it always did.
+Several workers share the feeds through `Claims` (liveupdates/backends/base.py): every worker has
+a job for every feed, but a job only polls if its claim is granted; otherwise it waits for the
+shared due time. Embedded mode uses claims that only keep one process's own polls apart.
+
+Every poll of a feed in this process goes through here and through the feed's claim: the
+scheduled ones, "poll now" (`poll_now`, `poll_feed`) and a pushed body (`ingest_pushed`). So two
+polls of one feed never overlap, in one process (a lock per feed) or across processes (the
+claim's lease), and each poll plans the next one.
+
+How the lease and the pickup bound work
+---------------------------------------
+A job asks `claim(feed, lease)` when it fires: granted only if the feed is due and no lease is
+held, and the grant pushes the shared due time to now + lease. The winner polls, then
+`release(feed, next_due)` sets the due time to its next planned poll. A loser reschedules its
+own job at the due time plus a little jitter, but never more than one interval ahead, and asks
+again then. The holder's own job fires at the due time itself, so it keeps its feeds while it
+lives. A worker that dies mid-poll delays its feeds by at most one lease (fetch total timeout +
+LEASE_MARGIN: 30 s with the defaults); one that dies between polls delays nothing.
 """
 
 from __future__ import annotations
@@ -19,16 +34,20 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
+from liveupdates.backends import Backends, Claims, Grant, Signal, SignalKind, lease_for
+from liveupdates.backends.sqlite import LocalClaims
+from liveupdates.feeds.fetch import Fetcher
 from liveupdates.feeds.schedule import plan_next_poll
-from liveupdates.ingest import Ingestor, PollReport
+from liveupdates.ingest import Ingestor, OnFetched, PollReport
 from liveupdates.models import FeedConfig
-from workers.claims import Claims, LocalClaims
+from liveupdates.runtime import make_fetcher
+from liveupdates.settings import Settings
 
 log = logging.getLogger("liveupdates.worker")
 
@@ -39,6 +58,14 @@ FOLLOW_DELAY = 0.05
 FOLLOW_SPREAD = 0.5
 # Wait before asking again when the claims themselves cannot be reached (Redis restarting).
 CLAIM_RETRY_SECONDS = 5.0
+# How often a "poll now" or a pushed body asks again for a feed another process is polling.
+HELD_RETRY_SECONDS = 0.1
+
+Work = Callable[[FeedConfig], Awaitable[PollReport]]
+
+
+class FeedBusy(Exception):
+    """Another process held the feed for longer than a whole lease: something is wrong there."""
 
 
 class FeedScheduler:
@@ -55,30 +82,66 @@ class FeedScheduler:
         on_report: Callable[[PollReport], None] | None = None,
         claims: Claims | None = None,
         lease_seconds: float = 30.0,
+        announce: Callable[[Signal], Awaitable[None]] | None = None,
         poll_floor: Callable[[FeedConfig], float | None] | None = None,
     ) -> None:
         self.ingestor = ingestor
+        # The shortest wait after a poll of a feed a WebSub hub pushes; None: poll as usual.
+        self.poll_floor = poll_floor
         self.claims: Claims = claims if claims is not None else LocalClaims()
+        self.announce = announce  # tells a waiting "poll now" (another process) its poll ended
+        self._fetcher: Fetcher | None = None  # closed by aclose() when built here
         self.lease_seconds = lease_seconds
         self.jitter = jitter
         self.max_backoff = max_backoff
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.on_report = on_report
-        # The shortest wait after a poll for a feed that is pushed (WebSub): None polls as usual.
-        self.poll_floor = poll_floor
-        # One poll or pushed body of a feed at a time in this process (claims cover the others).
-        self._locks: dict[str, asyncio.Lock] = {}
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._feeds: dict[str, FeedConfig] = {}
         self._running: set[str] = set()
-        self._again: set[str] = set()  # "poll now" asked while a poll was running
-        self._forced: set[str] = set()  # "poll now": claim even if not due
+        self._again: set[str] = set()  # a poll was requested while one was running
+        self._locks: dict[str, asyncio.Lock] = {}  # one poll of a feed at a time, here
+        self._tasks: set[asyncio.Task[None]] = set()  # requested polls run outside their jobs
         self._pace: dict[str, float] = {}  # adaptive wait after a success, per feed
         # Planned poll times not yet written to the store (None: no poll planned). One writer
         # task drains it, so writes for a feed never overtake each other.
         self._plans: dict[str, str | None] = {}
         self._writer: asyncio.Task[None] | None = None
+
+    @classmethod
+    def for_process(
+        cls,
+        settings: Settings,
+        backends: Backends,
+        *,
+        self_url: str | None = None,
+        on_fetched: OnFetched | None = None,
+        poll_floor: Callable[[FeedConfig], float | None] | None = None,
+    ) -> FeedScheduler:
+        """The process's one scheduler, with its one Fetcher and Ingestor (closed by aclose).
+        `on_fetched` and `poll_floor` are the WebSub manager's hooks (discovery, slow polls)."""
+        fetcher = make_fetcher(settings)
+        scheduler = cls(
+            Ingestor(
+                backends.store,
+                fetcher,
+                publish=backends.bus.publish,
+                flipflop_window=settings.poll_flipflop_window,
+                self_url=self_url,
+                on_fetched=on_fetched,
+            ),
+            jitter=settings.poll_jitter,
+            max_backoff=settings.poll_max_backoff,
+            min_interval=settings.poll_min_interval,
+            max_interval=settings.poll_max_interval,
+            claims=backends.claims,
+            lease_seconds=lease_for(settings.fetch_total_timeout),
+            announce=backends.signals.send,
+            poll_floor=poll_floor,
+        )
+        scheduler._fetcher = fetcher
+        return scheduler
 
     def start(self) -> None:
         self.scheduler.start()
@@ -86,6 +149,14 @@ class FeedScheduler:
     def shutdown(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+
+    async def aclose(self) -> None:
+        self.shutdown()
+        for task in tuple(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._fetcher is not None:
+            await self._fetcher.aclose()
 
     def job_ids(self) -> set[str]:
         return {job.id for job in self.scheduler.get_jobs()}
@@ -101,7 +172,6 @@ class FeedScheduler:
             self.scheduler.remove_job(feed_id)
             self._feeds.pop(feed_id, None)
             self._pace.pop(feed_id, None)
-            self._locks.pop(feed_id, None)
             self._plan(feed_id, None)
             await self._forget_claim(feed_id)
         for feed_id, feed in wanted.items():
@@ -139,12 +209,72 @@ class FeedScheduler:
         if writer is not None and not writer.done():
             await asyncio.shield(writer)
 
-    def poll_soon(self, feed_id: str) -> None:
-        if feed_id in self._running:
-            self._again.add(feed_id)
+    async def poll_requested(self, feed_id: str) -> None:
+        """Another process asked for a poll (Claims.request + Signal.POLL): the worker that
+        claims the feed first polls it and announces the end; the others follow its plan."""
+        if self._lock(feed_id).locked():
+            self._again.add(feed_id)  # asked again once the running poll (or claim) ends
         elif feed_id in self._feeds:
-            self._forced.add(feed_id)
-            self._schedule(feed_id, 0.0)
+            self._spawn(feed_id)
+        else:
+            # Paused (or not yet synced here): a requested poll runs anyway, once, by whichever
+            # process consumes the request with its claim.
+            feed = await self.ingestor.store.get_feed(feed_id)
+            if feed is None:
+                return
+            async with self._lock(feed_id):
+                grant = await self.claims.claim(feed_id, self.lease_seconds)
+                if grant == Grant.REQUESTED:
+                    await self._held(feed, grant, self.ingestor.poll)
+                elif grant:
+                    await self._forget_claim(feed_id)  # not asked for (any more): undo
+
+    async def poll_now(self, feed_id: str) -> PollReport | None:
+        """Poll a stored feed now (paused or not), after any running poll of it; None if there is
+        no such feed. The next poll is planned from this one."""
+        feed = await self.ingestor.store.get_feed(feed_id)
+        if feed is None:
+            return None
+        return await self.poll_feed(feed)
+
+    async def poll_feed(self, feed: FeedConfig) -> PollReport:
+        """Poll `feed` (stored or not: `liveupdates poll URL`) now, holding its claim."""
+        return await self._exclusive(feed, self.ingestor.poll)
+
+    async def ingest_pushed(
+        self, feed_id: str, body: bytes, headers: Mapping[str, str]
+    ) -> PollReport | None:
+        """Take a body pushed to us for a stored, unpaused feed (WebSub) the way a poll takes a
+        fetched one, holding the feed's claim (after any running poll of it, never alongside).
+        None if the feed is unknown or paused."""
+        feed = await self.ingestor.store.get_feed(feed_id)
+        if feed is None or feed.paused:
+            return None
+
+        async def ingest(f: FeedConfig) -> PollReport:
+            return await self.ingestor.ingest(f, body, headers)
+
+        return await self._exclusive(feed, ingest)
+
+    def _lock(self, feed_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(feed_id, asyncio.Lock())
+
+    async def _exclusive(self, feed: FeedConfig, work: Work) -> PollReport:
+        """Run `work` on the feed as soon as no other poll of it runs, here or elsewhere."""
+        async with self._lock(feed.id):
+            deadline = time.monotonic() + 2 * self.lease_seconds
+            while True:
+                grant = await self.claims.claim(feed.id, self.lease_seconds, force=True)
+                if grant:
+                    report = await self._held(feed, grant, work, reraise=True)
+                    assert report is not None  # a failed poll raised instead
+                    return report
+                if time.monotonic() > deadline:
+                    if feed.id in self._feeds and self.scheduler.get_job(feed.id) is None:
+                        self._schedule(feed.id, CLAIM_RETRY_SECONDS)  # its job yielded to us
+                    raise FeedBusy(f"feed {feed.id} stayed claimed for over two leases")
+                # Another process polls it: its lease ends when that poll does (or in a lease).
+                await asyncio.sleep(HELD_RETRY_SECONDS)
 
     def _seconds_to_next(self, feed_id: str) -> float:
         when = self.next_run(feed_id)
@@ -191,87 +321,100 @@ class FeedScheduler:
 
     async def _run(self, feed_id: str) -> None:
         feed = self._feeds.get(feed_id)
-        if feed is None:
-            return
-        force = feed_id in self._forced
-        self._forced.discard(feed_id)
-        try:
-            granted = await self.claims.claim(feed_id, self.lease_seconds, force=force)
-        except Exception:
-            # Without claims nobody can tell who polls: ask again soon rather than poll twice.
-            log.exception("could not claim feed %s", feed_id)
-            self._schedule(feed_id, min(feed.interval_seconds, CLAIM_RETRY_SECONDS))
-            return
-        if not granted:
-            await self._follow(feed)
-            return
+        lock = self._lock(feed_id)
+        if feed is None or lock.locked():
+            return  # a "poll now" of it is running: it plans the next poll when it ends
+        async with lock:
+            try:
+                grant = await self.claims.claim(feed_id, self.lease_seconds)
+            except Exception:
+                # Without claims nobody can tell who polls: ask again soon rather than poll twice.
+                log.exception("could not claim feed %s", feed_id)
+                self._schedule(feed_id, min(feed.interval_seconds, CLAIM_RETRY_SECONDS))
+                return
+            if not grant:
+                await self._follow(feed)
+                return
+            await self._held(feed, grant, self.ingestor.poll)
+
+    async def _held(
+        self, feed: FeedConfig, grant: Grant, work: Work, *, reraise: bool = False
+    ) -> PollReport | None:
+        """Run `work` on a feed whose claim this process holds, then plan its next poll and
+        release the claim. The caller holds the feed's lock. If `work` fails, the error is
+        logged (or, with `reraise`, raised to the caller once the next poll is planned)."""
+        feed_id = feed.id
+        planned = self.next_run(feed_id)
         self._running.add(feed_id)
         report: PollReport | None = None
+        failure: Exception | None = None
         try:
-            async with self._lock(feed_id):
-                report = await self.ingestor.poll(feed)
+            report = await work(feed)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             # A bug or a store outage for this feed must not end its polling.
-            log.exception("poll of feed %s failed", feed_id)
+            failure = exc
+            if not reraise:
+                log.exception("poll of feed %s failed", feed_id)
         finally:
             self._running.discard(feed_id)
+        await self._after(feed, grant, report, planned)
+        if failure is not None and reraise:
+            raise failure
+        return report
+
+    async def _after(
+        self, feed: FeedConfig, grant: Grant, report: PollReport | None, planned: datetime | None
+    ) -> None:
+        feed_id = feed.id
         if report is not None and self.on_report:
             self.on_report(report)
-        feed = self._feeds.get(feed_id)
-        if feed is None:
-            return  # removed while it was being polled
-        delay = self._delay_after(feed, report)
-        if feed_id in self._again:
-            self._again.discard(feed_id)
-            delay = 0.0
-        elif self.scheduler.get_job(feed_id) is not None:
+        if grant == Grant.REQUESTED and self.announce is not None:
+            try:
+                await self.announce(Signal(SignalKind.POLLED, feed_id))
+            except Exception:
+                log.exception("could not announce the requested poll of feed %s", feed_id)
+        scheduled = self._feeds.get(feed_id)
+        if scheduled is None:
+            if feed.paused or await self.ingestor.store.get_feed(feed_id) is None:
+                # Paused, removed while polled, or never stored (`liveupdates poll URL`).
+                await self._forget_claim(feed_id)
+                return
+            # Not scheduled here (`liveupdates poll FEED`): the workers follow this plan.
+            await self._release(feed_id, time.time() + self._delay_after(feed, report))
+            return
+        delay = self._delay_after(scheduled, report)
+        if self.next_run(feed_id) not in (None, planned):
             # sync() rescheduled it during the poll (new interval): keep the sooner time.
             delay = min(delay, self._seconds_to_next(feed_id))
         self._schedule(feed_id, delay)
+        await self._release(feed_id, time.time() + delay)
+        if feed_id in self._again:
+            # Requested while this poll ran: claim again at once (granted if still requested).
+            self._again.discard(feed_id)
+            self._spawn(feed_id)
+
+    def _spawn(self, feed_id: str) -> None:
+        """Run the feed's claim-and-poll now, outside its APScheduler job: a job rescheduled to
+        fire at once from inside itself would be skipped as a second running instance."""
+        task = asyncio.get_running_loop().create_task(self._run_soon(feed_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_soon(self, feed_id: str) -> None:
+        await asyncio.sleep(0)  # let the caller's poll release the feed's lock first
+        if self._lock(feed_id).locked():
+            self._again.add(feed_id)
+        else:
+            await self._run(feed_id)
+
+    async def _release(self, feed_id: str, next_due: float) -> None:
         try:
-            await self.claims.release(feed_id, time.time() + delay)
+            await self.claims.release(feed_id, next_due)
         except Exception:
             # The lease runs out by itself; the feed is then polled by whoever claims it first.
             log.exception("could not release feed %s", feed_id)
-
-    def _lock(self, feed_id: str) -> asyncio.Lock:
-        lock = self._locks.get(feed_id)
-        if lock is None:
-            lock = self._locks[feed_id] = asyncio.Lock()
-        return lock
-
-    async def ingest_pushed(
-        self, feed_id: str, body: bytes, headers: Mapping[str, str]
-    ) -> PollReport | None:
-        """Ingest a body the feed's WebSub hub pushed, through the same path as a poll.
-
-        Never overlaps a poll of the same feed in this process (the feed's lock), and holds the
-        feed's claim meanwhile so no other worker starts a poll of it; the shared due time is put
-        back afterwards, so pushes do not move the poll schedule. None for an unknown or paused
-        feed. (A poll another worker had already started may still overlap: the store's
-        versioned append keeps that to one version per change.)
-        """
-        feed = self._feeds.get(feed_id)
-        if feed is None:
-            return None
-        async with self._lock(feed_id):
-            due = await self._shared_due(feed_id)
-            try:
-                await self.claims.claim(feed_id, self.lease_seconds, force=True)
-            except Exception:
-                log.exception("could not claim feed %s for a pushed body", feed_id)
-            try:
-                report = await self.ingestor.ingest_pushed(feed, body, headers)
-            finally:
-                try:
-                    await self.claims.release(feed_id, due if due is not None else time.time())
-                except Exception:
-                    log.exception("could not release feed %s after a pushed body", feed_id)
-        if self.on_report:
-            self.on_report(report)
-        return report
 
     async def _follow(self, feed: FeedConfig) -> None:
         """Another worker holds the feed: check again just after the shared due time."""
@@ -301,9 +444,7 @@ class FeedScheduler:
     async def _hasten_claim(self, feed_id: str, at: float) -> None:
         """Bring the shared due time forward to `at` (an ops change), never push it back."""
         try:
-            due = await self.claims.due(feed_id)
-            if due is None or due > at:
-                await self.claims.release(feed_id, at)
+            await self.claims.hasten(feed_id, at)
         except Exception:
             log.exception("could not move the next poll of feed %s", feed_id)
 
@@ -334,6 +475,6 @@ class FeedScheduler:
         )
         self._pace[feed.id] = plan.pace
         floor = self.poll_floor(feed) if self.poll_floor is not None else None
-        # A pushed feed is only polled as a safety net: slowly, unless the hub stops (the
-        # WebSub manager then asks for a poll at once, and the floor is gone).
+        # A pushed feed is polled only as a safety net: slowly, until its hub stops (the WebSub
+        # manager then requests a poll at once, and the floor is gone).
         return plan.delay if floor is None else max(plan.delay, floor)

@@ -295,7 +295,7 @@ class RedisBus:
                 await self._check_epochs(list(self._channels.values()))
                 next_check = now + self.epoch_check_seconds
             self._reader_gen = self._gen
-            streams = {
+            streams: dict[Any, Any] = {
                 s.keys[1]: f"{s.cursor}-0"
                 for s in self._channels.values()
                 if s.ready and s.keys is not None

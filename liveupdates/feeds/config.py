@@ -6,6 +6,8 @@ rules wherever it comes from.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import re
 import tomllib
 from collections.abc import Mapping
@@ -16,12 +18,31 @@ from urllib.parse import urlsplit
 from liveupdates.models import FeedConfig
 from liveupdates.settings import Settings, SettingsError
 
-FEED_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Used with fullmatch: `$` would also accept a trailing newline ("id\n").
+FEED_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SELF_PLACEHOLDER = "{self}"
 
 
 class FeedError(ValueError):
     """A feed definition is invalid; the message says which field and why."""
+
+
+def derived_feed_id(url: str) -> str:
+    """A stable, valid feed id for a URL given without one: its host as letters, digits and '-'
+    (an IDN host in its xn-- form, an IPv6 host as ipv6-...), then a hash of the whole URL.
+    """
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        host = ""
+    # A host the codec cannot encode keeps its letters, which become '-' below.
+    with contextlib.suppress(UnicodeError):
+        host = host.encode("idna").decode("ascii")
+    slug = re.sub(r"[^A-Za-z0-9-]+", "-", host).strip("-")
+    if ":" in host:
+        slug = f"ipv6-{slug}"  # "::1" alone would leave "1"
+    slug = slug[:40].rstrip("-") or "feed"
+    return f"{slug}-{hashlib.sha256(url.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 
 
 def check_url(url: str) -> str:
@@ -48,7 +69,7 @@ def validate_feed(data: Mapping[str, Any], settings: Settings) -> FeedConfig:
     if unknown:
         raise FeedError(f"unknown field {unknown[0]!r}")
     feed_id = data.get("id")
-    if not isinstance(feed_id, str) or not FEED_ID_RE.match(feed_id):
+    if not isinstance(feed_id, str) or not FEED_ID_RE.fullmatch(feed_id):
         raise FeedError(
             f"id must be 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit), "
             f"got {feed_id!r}"

@@ -3,7 +3,9 @@
 One `Fetcher` holds one shared `httpx.AsyncClient` (connection pooling across feeds) and enforces
 the limits a poller of untrusted servers needs: a connect timeout, a total deadline for the whole
 request including the body, a cap on decoded body bytes, a redirect limit, and conditional
-requests (ETag / Last-Modified) so unchanged feeds cost a 304 and no parsing.
+requests (ETag / Last-Modified) so unchanged feeds cost a 304 and no parsing. Every connection,
+redirect hops included, passes the outbound address guard (liveupdates/netguard): only public
+addresses, plus the networks ops allow (`allow_networks`, the `fetch.allow_networks` setting).
 
 `Fetcher.fetch` never raises for network or HTTP problems: every failure comes back as a
 `FetchResult` with status "error" and a human-readable `error`, so the poller can record it and
@@ -19,15 +21,18 @@ import errno
 import logging
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 
 from liveupdates import __version__
 from liveupdates.feeds.backoff import MAX_RETRY_AFTER
 from liveupdates.models import FetchState
+from liveupdates.netguard.policy import AddressPolicy, AddressRefused, IPNetwork
+from liveupdates.netguard.transport import Endpoint, endpoint, guarded_client
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +92,24 @@ class Fetcher:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_redirects: int = MAX_REDIRECTS,
         user_agent: str = USER_AGENT,
+        allow_networks: Iterable[str | IPNetwork] = (),
     ) -> None:
         self.connect_timeout = connect_timeout
         self.total_timeout = total_timeout
         self.max_body_bytes = max_body_bytes
+        self.policy = AddressPolicy.allowing(allow_networks)
         # httpx timeouts apply per operation (each read may wait that long), so the total deadline
         # is enforced separately in `fetch`; these only stop any single step from outliving it.
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(total_timeout, connect=min(connect_timeout, total_timeout)),
-            follow_redirects=True,
-            max_redirects=max_redirects,
-            headers={"User-Agent": user_agent},
-        )
+        self._options: dict[str, Any] = {
+            "timeout": httpx.Timeout(total_timeout, connect=min(connect_timeout, total_timeout)),
+            "follow_redirects": True,
+            "max_redirects": max_redirects,
+            "headers": {"User-Agent": user_agent},
+        }
+        self._client = guarded_client(self.policy, **self._options)
+        # Clients for exempt fetches, one per exempt origin: their own connection pools, so a
+        # connection opened for the demo feed is never reused for a request that is not exempt.
+        self._exempt: dict[Endpoint, httpx.AsyncClient] = {}
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -112,19 +123,30 @@ class Fetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        for client in [self._client, *self._exempt.values()]:
+            await client.aclose()
+        self._exempt.clear()
 
-    async def fetch(self, url: str, state: FetchState) -> FetchResult:
+    async def fetch(
+        self, url: str, state: FetchState, *, exempt_origin: str | None = None
+    ) -> FetchResult:
         """GET `url` conditionally on `state`'s validators. Never raises for network/HTTP trouble:
         failures come back as a result with status "error" and a readable `error`.
+
+        `exempt_origin`: a base URL ops configured themselves (the service's own, for the demo
+        feed's `{self}`), whose host and port skip the address guard in this fetch. Every other
+        host, whatever `url` or a redirect names, is still checked.
         """
         started = time.perf_counter()
         try:
             _check_url(url)
+            client = self._client if exempt_origin is None else self._exempt_client(exempt_origin)
             async with asyncio.timeout(self.total_timeout):
-                result = await self._get(url, state)
+                result = await self._get(client, url, state)
         except FetchFailed as failure:
             result = _error(url, state, failure.message, failure.http_status, failure.url)
+        except AddressRefused as refused:
+            result = _error(url, state, str(refused))
         except TimeoutError:
             result = _error(url, state, f"timed out after {self.total_timeout} s")
         except httpx.ConnectTimeout:
@@ -152,14 +174,20 @@ class Fetcher:
         result.duration_ms = (time.perf_counter() - started) * 1000.0
         return result
 
-    async def _get(self, url: str, state: FetchState) -> FetchResult:
+    def _exempt_client(self, base_url: str) -> httpx.AsyncClient:
+        origin = endpoint(base_url)
+        if origin not in self._exempt:
+            self._exempt[origin] = guarded_client(self.policy, exempt={origin}, **self._options)
+        return self._exempt[origin]
+
+    async def _get(self, client: httpx.AsyncClient, url: str, state: FetchState) -> FetchResult:
         request_headers: dict[str, str] = {}
         if state.etag:
             request_headers["If-None-Match"] = state.etag
         if state.last_modified:
             request_headers["If-Modified-Since"] = state.last_modified
 
-        async with self._client.stream("GET", url, headers=request_headers) as response:
+        async with client.stream("GET", url, headers=request_headers) as response:
             final_url = str(response.url)
             headers = {k.lower(): v for k, v in response.headers.items()}
             status = response.status_code

@@ -58,10 +58,10 @@ def parse_feed(body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
         return ParsedFeed(bozo=True, error=f"not a feed: parser crashed: {type(exc).__name__}")
 
     bozo = bool(result.get("bozo"))
-    exc = result.get("bozo_exception")
-    warning = _bozo_text(exc) if bozo else None
+    problem = result.get("bozo_exception")
+    warning = _bozo_text(problem) if bozo else None
     # Content-type and charset complaints do not make a document less of a feed; broken XML does.
-    broken = bozo and not isinstance(exc, ThingsNobodyCaresAboutButMe)
+    broken = bozo and not isinstance(problem, ThingsNobodyCaresAboutButMe)
     feed_meta = result.get("feed") or {}
     entries = list(result.get("entries") or [])
     parsed = ParsedFeed(

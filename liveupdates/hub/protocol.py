@@ -114,7 +114,7 @@ def parse_client_message(text: str) -> ClientMessage:
             since = parse_since(data.get("since"))
             epoch = parse_epoch(data.get("epoch"))
         except ProtocolError as exc:
-            exc.channel = channel  # type: ignore[assignment]
+            exc.channel = channel
             raise
         return Subscribe(channel=channel, since=since, epoch=epoch)  # type: ignore[arg-type]
     if kind == "unsubscribe":

@@ -181,7 +181,7 @@ async def start_ws_server(
     where = {"sock": sock} if sock is not None else {"host": host, "port": port}
     return await serve(
         handler,
-        **where,  # type: ignore[arg-type]
+        **where,
         process_request=_process_request(origins),
         compression="deflate" if settings.hub_ws_compression else None,
         max_size=max_size,

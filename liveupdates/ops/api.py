@@ -22,14 +22,17 @@ from starlette.routing import BaseRoute, Route
 
 from liveupdates import metrics
 from liveupdates.events import utcnow_iso
-from liveupdates.models import FeedConfig
+from liveupdates.feeds.config import SELF_PLACEHOLDER, derived_feed_id
+from liveupdates.models import FeedConfig, WebSubSubscription
+from liveupdates.netguard import AddressPolicy, AddressRefused
+from liveupdates.netguard.transport import check_url_address
 from liveupdates.ops.auth import AuthError, configured_tokens, token_name
 from liveupdates.ops.control import Control, UnknownFeed
 from liveupdates.ops.feeds import ApiError, changed_fields, feed_json, new_feed, patched_feed
 from liveupdates.ops.openapi import openapi_schema
 from liveupdates.settings import Settings
 from liveupdates.store.base import Store
-from liveupdates.store.websub import WebSubStore, websub_store_for
+from liveupdates.store.websub import WebSubStore
 from liveupdates.websub.lease import websub_view
 
 log = logging.getLogger("liveupdates.admin")
@@ -49,22 +52,20 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
     )
 
 
-def default_feed_id(url: str) -> str:
-    from liveupdates.cli import adhoc_feed_id
-
-    return adhoc_feed_id(url)
-
-
 class AdminApi:
-    def __init__(self, settings: Settings, store: Store, control: Control) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        control: Control,
+        websub: WebSubStore | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
+        self.websub = websub  # None: no WebSub part (every feed shows "off")
         self.control = control
         self.tokens = configured_tokens(settings)
-        try:
-            self.websub: WebSubStore | None = websub_store_for(store)
-        except TypeError:
-            self.websub = None  # a store without a WebSub part: shown as off
+        self.policy = AddressPolicy.allowing(settings.fetch_allow_networks)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -93,10 +94,10 @@ class AdminApi:
         health = await self.store.feed_health(feed_id)
         if health is None:
             raise ApiError(404, "not_found", f"no feed with id {feed_id!r}")
-        return feed_json(health, await self._websub_view(health.config))
+        sub = await self.websub.get(feed_id) if self.websub is not None else None
+        return feed_json(health, self._websub_view(health.config, sub))
 
-    async def _websub_view(self, feed: FeedConfig) -> dict[str, Any]:
-        sub = await self.websub.get(feed.id) if self.websub is not None else None
+    def _websub_view(self, feed: FeedConfig, sub: WebSubSubscription | None) -> dict[str, Any]:
         return websub_view(
             sub, time.time(), enabled=bool(self.settings.public_url), opted_in=feed.websub
         )
@@ -107,28 +108,45 @@ class AdminApi:
         await self.store.append_audit(record)
         log.info("admin %s: %s %s %s", actor, action, feed_id, details.get("after", ""))
 
+    async def _check_address(self, url: str) -> None:
+        """422 for a feed whose host resolves to refused addresses only: better said now than
+        found in its health later. The fetcher's connect-time guard still checks every fetch."""
+        if url.startswith(SELF_PLACEHOLDER):
+            return  # the service's own address, which ops chose
+        try:
+            await check_url_address(url, self.policy, timeout=self.settings.fetch_connect_timeout)
+        except AddressRefused as exc:
+            raise ApiError(422, "refused_address", str(exc)) from None
+
     async def _changed(self) -> None:
         try:
             await self.control.feeds_changed()
         except Exception:
-            # The change is stored; the workers' own re-read applies it even if this nudge fails.
-            log.exception("could not apply a feed change to the running scheduler")
+            # The change is stored; a worker that missed the notice re-reads the list when it
+            # reconnects (RESYNC), or at its next start.
+            log.exception("could not tell the schedulers that the feed list changed")
 
     # -- handlers ----------------------------------------------------------------------------
 
     async def list_feeds(self, request: Request, actor: str) -> Response:
-        feeds = []
-        for feed in await self.store.list_feeds():
-            health = await self.store.feed_health(feed.id)
-            if health is not None:  # deleted in between
-                feeds.append(feed_json(health, await self._websub_view(health.config)))
-        return JSONResponse({"feeds": feeds})
+        # One read for every feed's health and one for every subscription: the admin page asks
+        # every few seconds per open tab.
+        subs = {s.feed_id: s for s in await self.websub.subscriptions()} if self.websub else {}
+        return JSONResponse(
+            {
+                "feeds": [
+                    feed_json(h, self._websub_view(h.config, subs.get(h.config.id)))
+                    for h in await self.store.feeds_health()
+                ]
+            }
+        )
 
     async def create_feed(self, request: Request, actor: str) -> Response:
         body = await self._body(request)
         url = body.get("url") if isinstance(body, dict) else None
-        default_id = default_feed_id(url) if isinstance(url, str) else ""
+        default_id = derived_feed_id(url) if isinstance(url, str) else ""
         feed = new_feed(body, self.settings, await self.store.list_feeds(), default_id)
+        await self._check_address(feed.url)
         await self.store.upsert_feed(feed)
         await self._audit(actor, "feed.create", feed.id, before=None, after=asdict(feed))
         await self._changed()
@@ -148,6 +166,8 @@ class AdminApi:
         if feed is None:
             raise ApiError(404, "not_found", f"no feed with id {feed_id!r}")
         updated = patched_feed(feed, body, self.settings, await self.store.list_feeds())
+        if updated.url != feed.url:
+            await self._check_address(updated.url)
         before, after = changed_fields(feed, updated)
         if after:
             await self.store.upsert_feed(updated)
@@ -170,6 +190,12 @@ class AdminApi:
             outcome = await self.control.poll_now(feed_id)
         except UnknownFeed:
             raise ApiError(404, "not_found", f"no feed with id {feed_id!r}") from None
+        if outcome is None:
+            # Web-only process: the poll was handed to the workers and none ended it in time.
+            await self._audit(actor, "feed.poll", feed_id, result="requested")
+            return JSONResponse(
+                {"outcome": None, "feed": await self._health_json(feed_id)}, status_code=202
+            )
         await self._audit(actor, "feed.poll", feed_id, result=outcome.status)
         return JSONResponse({"outcome": asdict(outcome), "feed": await self._health_json(feed_id)})
 
@@ -200,9 +226,12 @@ async def _unknown(request: Request) -> Response:
     )
 
 
-def admin_routes(settings: Settings, store: Store, control: Control) -> list[BaseRoute]:
-    """Every /v1/admin route, with full paths."""
-    api = AdminApi(settings, store, control)
+def admin_routes(
+    settings: Settings, store: Store, control: Control, websub: WebSubStore | None = None
+) -> list[BaseRoute]:
+    """Every /v1/admin route, with full paths; `websub` (the backends' WebSub part) for the
+    feeds' WebSub state."""
+    api = AdminApi(settings, store, control, websub)
     e = api.endpoint
     feed = PREFIX + "/feeds/{feed_id}"
     return [

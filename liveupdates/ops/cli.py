@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -316,6 +316,9 @@ def cmd_remove(client: AdminClient, args: argparse.Namespace) -> None:
 def cmd_poll(client: AdminClient, args: argparse.Namespace) -> int:
     data = client.request("POST", _feed_path(args.id) + "/poll")
     o = data["outcome"]
+    if o is None:  # a web-only process: no worker ended the poll in time; it stays requested
+        _print(args, data, f"{args.id}: poll requested; no worker has finished it yet")
+        return 0
     if o["status"] == "error":
         text = f"{args.id}: error: {o['error'] or 'HTTP ' + str(o['http_status'])}"
     else:
@@ -442,14 +445,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"liveupdates feeds: {exc}", file=sys.stderr)
         return 1
     return status if isinstance(status, int) else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="liveupdates")
-    add_feeds_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

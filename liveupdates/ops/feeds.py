@@ -2,8 +2,9 @@
 
 Status codes: 400 for a body that is not what the API takes (not JSON, not an object, unknown or
 missing fields, wrong JSON types); 422 for well-formed values that are not acceptable (interval
-outside the settings' bounds, a URL that is not http/https, a malformed id); 409 when the id or
-the URL is already another feed's.
+outside the settings' bounds, a URL that is not http/https, a malformed id; api.py adds a URL
+whose host resolves only to refused addresses, which needs I/O); 409 when the id or the URL is
+already another feed's.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def new_feed(
     feed_id = data.get("id", default_id)
     if not isinstance(feed_id, str):
         raise ApiError(400, "bad_request", "id must be a string")
-    if not FEED_ID_RE.match(feed_id):
+    if not FEED_ID_RE.fullmatch(feed_id):
         raise ApiError(
             422,
             "invalid_id",

@@ -141,7 +141,10 @@ _SCHEMAS: dict[str, Any] = {
             "feed_id": {"type": "string"},
             "before": {"type": ["object", "null"], "description": "changed fields, old values"},
             "after": {"type": ["object", "null"], "description": "changed fields, new values"},
-            "result": {"type": "string", "description": "feed.poll only: the poll's status"},
+            "result": {
+                "type": "string",
+                "description": "feed.poll only: the poll's status, or requested (202)",
+            },
         },
     },
     "Stats": {
@@ -235,6 +238,17 @@ def openapi_schema() -> dict[str, Any]:
                             },
                             "The poll's outcome (an error outcome is still a 200: the poll ran)",
                         ),
+                        "202": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "outcome": {"type": "null"},
+                                    "feed": _ref("Feed"),
+                                },
+                            },
+                            "Web-only process: the poll was requested from the workers and"
+                            " none ended it in time; a worker polls the feed when it can",
+                        ),
                         **_errors(404),
                     },
                 },
@@ -293,7 +307,7 @@ def openapi_schema() -> dict[str, Any]:
                     404: "No such feed",
                     409: "Duplicate id or url",
                     413: "Body over 64 KiB",
-                    422: "Value out of bounds",
+                    422: "Value not acceptable (out of bounds, malformed id, refused address)",
                     503: "Admin API disabled: no token configured",
                 }.items()
             },

@@ -1,5 +1,8 @@
 """The storage Protocol: every backend (SQLite, Redis) implements exactly this.
 
+`Store` is made of four cohesive parts (feeds and health, stories and versions, channel logs,
+audit); code that needs only one part may ask for only that one.
+
 One shared contract test suite (tests/test_store_contract.py) runs against every backend, so the
 pipeline and the hub never need to know which one they talk to.
 """
@@ -79,9 +82,9 @@ def unique_channels(channels: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(channels))
 
 
-@runtime_checkable
-class Store(Protocol):
-    # -- feeds -------------------------------------------------------------------------------
+class FeedStore(Protocol):
+    """Feeds, their fetch state and their health: what the pollers and the admin API use."""
+
     async def upsert_feed(self, feed: FeedConfig) -> None: ...
 
     async def get_feed(self, feed_id: str) -> FeedConfig | None: ...
@@ -109,12 +112,19 @@ class Store(Protocol):
 
     async def feed_health(self, feed_id: str) -> FeedHealth | None: ...
 
+    async def feeds_health(self) -> list[FeedHealth]:
+        """Every feed's health, ordered by id, in one read (however many feeds)."""
+        ...
+
     async def set_next_poll(self, feed_id: str, at: str | None) -> None:
         """Record when the scheduler will poll the feed next (ISO 8601 UTC), or None when it will
         not (paused). Shown as `FeedHealth.next_poll_at`; delete_feed forgets it."""
         ...
 
-    # -- audit -------------------------------------------------------------------------------
+
+class AuditLog(Protocol):
+    """Who changed what in the feed list."""
+
     async def append_audit(self, record: dict[str, Any]) -> None:
         """Keep one JSON-able record of an ops change (who, what, when, before/after)."""
         ...
@@ -123,7 +133,10 @@ class Store(Protocol):
         """The latest `limit` audit records, newest first."""
         ...
 
-    # -- stories -----------------------------------------------------------------------------
+
+class StoryStore(Protocol):
+    """Stories and their versions: what the ingestor writes and the hub reads."""
+
     async def find_story_id(self, feed_id: str, guid: str | None, url: str | None) -> str | None:
         """The id of a known story of this feed with this guid, or else with this canonical url."""
         ...
@@ -165,11 +178,19 @@ class Store(Protocol):
         """
         ...
 
-    # -- channel logs ------------------------------------------------------------------------
+
+class ChannelLogs(Protocol):
+    """The gapless per-channel logs `append_version` writes to: what the bus and hub replay."""
+
     async def log_bounds(self, channel: str) -> LogBounds: ...
 
     async def read_log(self, channel: str, since: int, limit: int) -> list[LogEntry]:
         """Entries with seq > since, ascending, at most `limit`."""
         ...
+
+
+@runtime_checkable
+class Store(FeedStore, StoryStore, ChannelLogs, AuditLog, Protocol):
+    """Every part, as each backend implements them all over one connection."""
 
     async def close(self) -> None: ...

@@ -324,7 +324,7 @@ class RedisStore:
     async def record_poll(
         self, outcome: PollOutcome, fetch_state: FetchState | None = None
     ) -> None:
-        mapping = {"outcome": json.dumps(asdict(outcome), ensure_ascii=False)}
+        mapping: dict[Any, Any] = {"outcome": json.dumps(asdict(outcome), ensure_ascii=False)}
         error = error_text(outcome)
         if error is not None:  # otherwise the previous error field stays
             mapping["error"] = error
@@ -338,16 +338,15 @@ class RedisStore:
             pipe.set(self._feed_key(outcome.feed_id, "fetch"), json.dumps(asdict(fetch_state)))
             await pipe.execute()
 
-    async def feed_health(self, feed_id: str) -> FeedHealth | None:
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.hget(f"{self.prefix}feeds", feed_id)
-            pipe.get(self._feed_key(feed_id, "fetch"))
-            pipe.hmget(self._feed_key(feed_id, "poll"), ["outcome", "error"])
-            pipe.zcard(self._feed_key(feed_id, "stories"))
-            pipe.get(self._feed_key(feed_id, "next"))
-            config, fetch, (outcome, error), count, next_poll = await pipe.execute()
-        if config is None:
-            return None
+    def _queue_health(self, pipe: Any, feed_id: str) -> None:
+        pipe.get(self._feed_key(feed_id, "fetch"))
+        pipe.hmget(self._feed_key(feed_id, "poll"), ["outcome", "error"])
+        pipe.zcard(self._feed_key(feed_id, "stories"))
+        pipe.get(self._feed_key(feed_id, "next"))
+
+    @staticmethod
+    def _health(config: Any, fetch: Any, poll: Any, count: Any, next_poll: Any) -> FeedHealth:
+        outcome, error = poll
         return FeedHealth(
             config=FeedConfig(**json.loads(_str(config))),
             fetch=FetchState(**json.loads(_str(fetch))) if fetch is not None else FetchState(),
@@ -356,6 +355,30 @@ class RedisStore:
             stories=int(count),
             next_poll_at=_str(next_poll),
         )
+
+    async def feed_health(self, feed_id: str) -> FeedHealth | None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hget(f"{self.prefix}feeds", feed_id)
+            self._queue_health(pipe, feed_id)
+            config, *rest = await pipe.execute()
+        return None if config is None else self._health(config, *rest)
+
+    async def feeds_health(self) -> list[FeedHealth]:
+        # Two round trips whatever the number of feeds: the list, then every feed's keys in one
+        # pipeline (one script could not, as each feed's keys have their own hash slot).
+        configs = await self.client.hgetall(f"{self.prefix}feeds")
+        ids = sorted(_str(k) for k in configs)
+        if not ids:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for feed_id in ids:
+                self._queue_health(pipe, feed_id)
+            replies = await pipe.execute()
+        by_id = {_str(k): v for k, v in configs.items()}
+        return [
+            self._health(by_id[feed_id], *replies[4 * i : 4 * i + 4])
+            for i, feed_id in enumerate(ids)
+        ]
 
     async def set_next_poll(self, feed_id: str, at: str | None) -> None:
         key = self._feed_key(feed_id, "next")
@@ -519,7 +542,7 @@ class RedisStore:
             ensure_ascii=False,
         )
         bodies = [dump_event(e) for e in events]
-        args = [
+        args: list[Any] = [
             expected_version,
             version_json,
             snapshot.id,
@@ -568,9 +591,9 @@ class RedisStore:
         rows = await self.client.xrange(keys[1], min=f"{max(since, 0) + 1}-0", count=limit)
         return [
             LogEntry(channel, int(_str(entry_id).split("-", 1)[0]), json.loads(_str(body)))
-            for entry_id, fields in rows
+            for entry_id, fields in rows or ()
             # a client made without decode_responses returns bytes field names
-            if (body := fields.get("e", fields.get(b"e"))) is not None
+            if fields and (body := fields.get("e", fields.get(b"e"))) is not None
         ]
 
     async def close(self) -> None:

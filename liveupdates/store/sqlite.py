@@ -119,6 +119,29 @@ CREATE TABLE IF NOT EXISTS log (
 """
 
 
+# A feed's health in one statement (feeds_health: every feed's, in one read).
+_HEALTH = (
+    "SELECT f.config, s.state, p.outcome, p.last_error,"
+    " (SELECT COUNT(*) FROM stories WHERE stories.feed_id = f.id), n.next_poll_at"
+    " FROM feeds f"
+    " LEFT JOIN fetch_state s ON s.feed_id = f.id"
+    " LEFT JOIN polls p ON p.feed_id = f.id"
+    " LEFT JOIN schedule n ON n.feed_id = f.id"
+)
+
+
+def _health(row: tuple[Any, ...]) -> FeedHealth:
+    config, state, outcome, last_error, stories, next_poll_at = row
+    return FeedHealth(
+        config=FeedConfig(**json.loads(config)),
+        fetch=FetchState(**json.loads(state)) if state else FetchState(),
+        last_poll=PollOutcome(**json.loads(outcome)) if outcome else None,
+        last_error=last_error,
+        stories=stories,
+        next_poll_at=next_poll_at,
+    )
+
+
 class SQLiteStore:
     """Store backed by one SQLite file (or ":memory:" for quick, single-object use).
 
@@ -279,32 +302,14 @@ class SQLiteStore:
         await self._run_write(write)
 
     async def feed_health(self, feed_id: str) -> FeedHealth | None:
-        def read(c: sqlite3.Connection) -> FeedHealth | None:
-            row = c.execute("SELECT config FROM feeds WHERE id = ?", (feed_id,)).fetchone()
-            if row is None:
-                return None
-            config = FeedConfig(**json.loads(row[0]))
-            srow = c.execute(
-                "SELECT state FROM fetch_state WHERE feed_id = ?", (feed_id,)
-            ).fetchone()
-            prow = c.execute(
-                "SELECT outcome, last_error FROM polls WHERE feed_id = ?", (feed_id,)
-            ).fetchone()
-            count = c.execute("SELECT COUNT(*) FROM stories WHERE feed_id = ?", (feed_id,))
-            stories = count.fetchone()[0]
-            nrow = c.execute(
-                "SELECT next_poll_at FROM schedule WHERE feed_id = ?", (feed_id,)
-            ).fetchone()
-            return FeedHealth(
-                config=config,
-                fetch=FetchState(**json.loads(srow[0])) if srow else FetchState(),
-                last_poll=PollOutcome(**json.loads(prow[0])) if prow and prow[0] else None,
-                last_error=prow[1] if prow else None,
-                stories=stories,
-                next_poll_at=nrow[0] if nrow else None,
-            )
+        rows = await self._run_read(
+            lambda c: c.execute(_HEALTH + " WHERE f.id = ?", (feed_id,)).fetchall()
+        )
+        return _health(rows[0]) if rows else None
 
-        return await self._run_read(read)
+    async def feeds_health(self) -> list[FeedHealth]:
+        rows = await self._run_read(lambda c: c.execute(_HEALTH + " ORDER BY f.id").fetchall())
+        return [_health(row) for row in rows]
 
     async def set_next_poll(self, feed_id: str, at: str | None) -> None:
         await self._run_write(

@@ -2,57 +2,25 @@
 
 A small Protocol of its own, implemented next to each backend (websub_sqlite.py,
 websub_redis.py) over the main store object's connection, and checked by one contract suite
-(tests/test_websub_store_contract.py). `websub_store_for(store)` picks the implementation.
+(tests/test_websub_store_contract.py). Each backend file (liveupdates/backends/) builds it as the
+`websub` part of `Backends`. The data it holds (`WebSubSubscription`, `PushedBody`) is in
+liveupdates/models.py, so the pure WebSub rules read it without importing a store.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from liveupdates.store.base import Store
-
-# pending: asked the hub, not verified yet; active: verified, until `expires_at`; denied: the hub
-# said no; failed: the hub could not be reached or refused (`reason`); unsubscribing: we asked
-# the hub to stop (kept until the hub verifies, so its unsubscribe check can be answered).
-SubState = Literal["pending", "active", "denied", "failed", "unsubscribing"]
-
-
-@dataclass(slots=True)
-class Subscription:
-    feed_id: str
-    hub: str
-    topic: str
-    secret: str
-    token: str
-    state: SubState = "pending"
-    reason: str | None = None
-    lease_seconds: int = 0  # asked for, or granted once active
-    expires_at: float | None = None  # unix; set while active
-    requested_at: float = 0.0  # unix time of the last request sent to the hub
-    # Counters, kept by record_push only (put never changes them).
-    pushes: int = 0
-    bad_signatures: int = 0
-    last_push_at: str | None = None
-
-
-@dataclass(slots=True)
-class PushedBody:
-    """A verified pushed body waiting for the worker that ingests it."""
-
-    feed_id: str
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-    received_at: float = 0.0
+from liveupdates.models import PushedBody, WebSubSubscription
 
 
 @runtime_checkable
 class WebSubStore(Protocol):
-    async def get(self, feed_id: str) -> Subscription | None: ...
+    async def get(self, feed_id: str) -> WebSubSubscription | None: ...
 
-    async def list(self) -> list[Subscription]: ...
+    async def subscriptions(self) -> list[WebSubSubscription]: ...
 
-    async def put(self, sub: Subscription) -> None:
+    async def put(self, sub: WebSubSubscription) -> None:
         """Create or replace the subscription of `sub.feed_id`, keeping its counters."""
         ...
 
@@ -77,19 +45,3 @@ class WebSubStore(Protocol):
         """Remove and return up to `limit` queued pushes, oldest first; each is returned to one
         caller only. Waits up to `wait` seconds when the queue is empty."""
         ...
-
-
-def websub_store_for(store: Store) -> WebSubStore:
-    """The WebSub part that lives beside `store` (same database, same connection)."""
-    from liveupdates.store.redis import RedisStore
-    from liveupdates.store.sqlite import SQLiteStore
-
-    if isinstance(store, RedisStore):
-        from liveupdates.store.websub_redis import RedisWebSubStore
-
-        return RedisWebSubStore(store)
-    if isinstance(store, SQLiteStore):
-        from liveupdates.store.websub_sqlite import SQLiteWebSubStore
-
-        return SQLiteWebSubStore(store)
-    raise TypeError(f"no WebSub store for {type(store).__name__}")

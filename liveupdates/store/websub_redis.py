@@ -3,7 +3,7 @@
 Keys (P = prefix):
 
     P websub:subs               set   feed ids that have a subscription
-    P websub:sub:<feed id>      hash  sub (Subscription JSON without counters), pushes,
+    P websub:sub:<feed id>      hash  sub (WebSubSubscription JSON without counters), pushes,
                                       bad_signatures, last_push_at
     P websub:act:<feed id>      str   held (SET NX PX) by the process acting on the subscription
     P websub:pushes             list  queued pushed bodies (JSON, body in base64), oldest first
@@ -19,8 +19,8 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from liveupdates.models import PushedBody, WebSubSubscription
 from liveupdates.store.redis import RedisStore
-from liveupdates.store.websub import PushedBody, Subscription
 
 _COUNTERS = ("pushes", "bad_signatures", "last_push_at")
 
@@ -34,21 +34,22 @@ class RedisWebSubStore:
         return f"{self.prefix}sub:{feed_id}"
 
     @staticmethod
-    def _decode(feed_id: str, raw: dict[str, Any]) -> Subscription | None:
+    def _decode(feed_id: str, raw: dict[str, Any]) -> WebSubSubscription | None:
         if not raw.get("sub"):
             return None
-        return Subscription(
+        return WebSubSubscription(
             **json.loads(raw["sub"]),
             pushes=int(raw.get("pushes") or 0),
             bad_signatures=int(raw.get("bad_signatures") or 0),
             last_push_at=raw.get("last_push_at") or None,
         )
 
-    async def get(self, feed_id: str) -> Subscription | None:
-        return self._decode(feed_id, await self.client.hgetall(self._key(feed_id)))
+    async def get(self, feed_id: str) -> WebSubSubscription | None:
+        raw: Any = await self.client.hgetall(self._key(feed_id))  # str keys: decode_responses
+        return self._decode(feed_id, raw)
 
-    async def list(self) -> list[Subscription]:
-        ids = sorted(await self.client.smembers(f"{self.prefix}subs"))
+    async def subscriptions(self) -> list[WebSubSubscription]:
+        ids: list[str] = sorted(await self.client.smembers(f"{self.prefix}subs"))  # type: ignore[arg-type]
         subs = []
         for feed_id in ids:
             sub = await self.get(feed_id)
@@ -56,7 +57,7 @@ class RedisWebSubStore:
                 subs.append(sub)
         return subs
 
-    async def put(self, sub: Subscription) -> None:
+    async def put(self, sub: WebSubSubscription) -> None:
         data = {k: v for k, v in asdict(sub).items() if k not in _COUNTERS}
         await self.client.hset(self._key(sub.feed_id), "sub", json.dumps(data, ensure_ascii=False))
         await self.client.sadd(f"{self.prefix}subs", sub.feed_id)
@@ -95,7 +96,7 @@ class RedisWebSubStore:
 
     async def take_pushes(self, limit: int, wait: float) -> list[PushedBody]:
         key = f"{self.prefix}pushes"
-        raw = await self.client.lpop(key, limit)
+        raw: Any = await self.client.lpop(key, limit)
         if not raw and wait > 0:
             # BLPOP takes whole seconds on old servers; fractions work from Redis 6.
             first = await self.client.blpop([key], timeout=wait)

@@ -9,8 +9,8 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from liveupdates.models import PushedBody, WebSubSubscription
 from liveupdates.store.sqlite import SQLiteStore
-from liveupdates.store.websub import PushedBody, Subscription
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS websub (
@@ -38,9 +38,9 @@ _COUNTERS = ("pushes", "bad_signatures", "last_push_at")
 _QUEUE_POLL = 0.05
 
 
-def _sub(row: tuple[Any, ...]) -> Subscription:
+def _sub(row: tuple[Any, ...]) -> WebSubSubscription:
     data = json.loads(row[0])
-    return Subscription(**data, pushes=row[1], bad_signatures=row[2], last_push_at=row[3])
+    return WebSubSubscription(**data, pushes=row[1], bad_signatures=row[2], last_push_at=row[3])
 
 
 class SQLiteWebSubStore:
@@ -67,7 +67,7 @@ class SQLiteWebSubStore:
         await self.store._run_write(create)
         self._ready = True
 
-    async def get(self, feed_id: str) -> Subscription | None:
+    async def get(self, feed_id: str) -> WebSubSubscription | None:
         row = await self._read(
             lambda c: c.execute(
                 "SELECT sub, pushes, bad_signatures, last_push_at FROM websub WHERE feed_id = ?",
@@ -76,7 +76,7 @@ class SQLiteWebSubStore:
         )
         return _sub(row) if row else None
 
-    async def list(self) -> list[Subscription]:
+    async def subscriptions(self) -> list[WebSubSubscription]:
         rows = await self._read(
             lambda c: c.execute(
                 "SELECT sub, pushes, bad_signatures, last_push_at FROM websub ORDER BY feed_id"
@@ -84,7 +84,7 @@ class SQLiteWebSubStore:
         )
         return [_sub(r) for r in rows]
 
-    async def put(self, sub: Subscription) -> None:
+    async def put(self, sub: WebSubSubscription) -> None:
         data = {k: v for k, v in asdict(sub).items() if k not in _COUNTERS}
         text = json.dumps(data, ensure_ascii=False)
         await self._write(

@@ -1,9 +1,9 @@
 """The callback hubs call: GET (verification of intent, WebSub §5.3) and POST (content, §7-8).
 
 Mounted at /v1/websub/{token} by every web process. Nothing here ingests: a verified body is
-handed to `deliver` (in `serve`, the scheduler in this process) or, without one (a `web`
-process, which has no scheduler), put on the store's push queue for the worker that polls the
-feed. Either way the hub gets its answer at once.
+handed to this process's scheduler (`FeedScheduler.ingest_pushed`, in `serve`) when `local`
+names one, or else (a `web` process, which has no scheduler) put on the store's push queue for
+a worker. Either way the hub gets its answer at once.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from starlette.routing import BaseRoute, Route
 
 from liveupdates import metrics
 from liveupdates.events import utcnow_iso
+from liveupdates.models import PushedBody, WebSubSubscription
 from liveupdates.store.base import Store
-from liveupdates.store.websub import PushedBody, Subscription, WebSubStore
+from liveupdates.store.websub import WebSubStore
 from liveupdates.websub.signature import valid_signature
 from liveupdates.websub.tokens import same_token, token_feed
 
@@ -29,6 +30,8 @@ log = logging.getLogger("liveupdates.websub")
 
 PATH = "/v1/websub/{token}"
 Deliver = Callable[[str, bytes, Mapping[str, str]], Awaitable[Any]]
+# This process's scheduler's ingest_pushed, when one runs here now; else None.
+LocalIngest = Callable[[], Deliver | None]
 
 MAX_CHALLENGE = 1024
 MAX_REASON = 200
@@ -65,15 +68,15 @@ class Callback:
         store: Store,
         *,
         max_body_bytes: int,
-        deliver: Deliver | None = None,
+        local: LocalIngest | None = None,
     ) -> None:
         self.wstore = wstore
         self.store = store
         self.max_body_bytes = max_body_bytes
-        self.deliver = deliver
+        self.local = local
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    async def _subscription(self, request: Request) -> Subscription | None:
+    async def _subscription(self, request: Request) -> WebSubSubscription | None:
         token = request.path_params["token"]
         feed_id = token_feed(token)
         if feed_id is None:
@@ -83,7 +86,7 @@ class Callback:
             return None
         return sub
 
-    async def _audit(self, action: str, sub: Subscription, **details: Any) -> None:
+    async def _audit(self, action: str, sub: WebSubSubscription, **details: Any) -> None:
         record = {"at": utcnow_iso(), "actor": "websub-hub", "action": action}
         record.update(feed_id=sub.feed_id, hub=sub.hub, topic=sub.topic, **details)
         await self.store.append_audit(record)
@@ -166,27 +169,29 @@ class Callback:
         metrics.websub_push("ok")
         headers = {k: request.headers[k] for k in _KEPT_HEADERS if k in request.headers}
         await self.wstore.record_push(sub.feed_id, valid=True, at=utcnow_iso())
-        if self.deliver is not None:
-            task = asyncio.create_task(self._deliver(sub.feed_id, body, headers))
+        deliver = self.local() if self.local is not None else None
+        if deliver is not None:
+            task = asyncio.create_task(self._deliver(deliver, sub.feed_id, body, headers))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         else:
             await self.wstore.enqueue_push(PushedBody(sub.feed_id, body, headers, time.time()))
         return Response(status_code=202)
 
-    async def _deliver(self, feed_id: str, body: bytes, headers: Mapping[str, str]) -> None:
-        assert self.deliver is not None
+    async def _deliver(
+        self, deliver: Deliver, feed_id: str, body: bytes, headers: Mapping[str, str]
+    ) -> None:
         try:
-            await self.deliver(feed_id, body, headers)
+            await deliver(feed_id, body, headers)
         except Exception:
             # The safety-net poll picks the change up; the hub already has its answer.
             log.exception("websub: ingesting a push for feed %s failed", feed_id)
 
 
 def websub_routes(
-    wstore: WebSubStore, store: Store, *, max_body_bytes: int, deliver: Deliver | None = None
+    wstore: WebSubStore, store: Store, *, max_body_bytes: int, local: LocalIngest | None = None
 ) -> list[BaseRoute]:
-    callback = Callback(wstore, store, max_body_bytes=max_body_bytes, deliver=deliver)
+    callback = Callback(wstore, store, max_body_bytes=max_body_bytes, local=local)
     return [
         Route(PATH, callback.verify, methods=["GET"]),
         Route(PATH, callback.content, methods=["POST"]),

@@ -1,19 +1,22 @@
 """Requests to WebSub hubs: subscribe and unsubscribe (WebSub §5.1).
 
-`make_hub_client` is the one place the HTTP client for hubs is built, so the outbound address
-guard (hub URLs come from feeds, so from outside) can be put in front of it in one spot; its
-`allow_networks` is passed through for the networks ops allow (tests: loopback).
+Hub URLs come from feeds, so from outside: `make_hub_client` builds the one HTTP client for hubs
+on the outbound address guard (liveupdates/netguard), with the same policy as feed fetches
+(public addresses, plus `fetch.allow_networks`). Every connection is checked when it is made, so
+a hub that resolves (or later re-resolves) to a refused address is never connected; the request
+fails with the guard's reason, which the subscription then shows.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
 
 from liveupdates.feeds.fetch import USER_AGENT
+from liveupdates.netguard import AddressPolicy, AddressRefused
+from liveupdates.netguard.transport import guarded_client
 from liveupdates.settings import Settings
 
 log = logging.getLogger("liveupdates.websub")
@@ -23,14 +26,10 @@ HUB_TIMEOUT = 10.0
 MAX_REASON = 200
 
 
-def make_hub_client(settings: Settings, *, allow_networks: Sequence[str] = ()) -> httpx.AsyncClient:
-    """The HTTP client every hub request goes through.
-
-    `allow_networks` (CIDRs) is for the outbound address guard, which refuses private, loopback
-    and link-local addresses unless allowed; this client does not resolve addresses itself.
-    """
-    del allow_networks  # used by the address guard once it wraps this client
-    return httpx.AsyncClient(
+def make_hub_client(settings: Settings) -> httpx.AsyncClient:
+    """The HTTP client every hub request goes through, behind the address guard."""
+    return guarded_client(
+        AddressPolicy.allowing(settings.fetch_allow_networks),
         timeout=httpx.Timeout(
             min(HUB_TIMEOUT, settings.fetch_total_timeout),
             connect=settings.fetch_connect_timeout,
@@ -64,7 +63,10 @@ async def hub_request(
         form["hub.lease_seconds"] = str(lease_seconds)
     try:
         response = await client.post(hub, data=form)
-    except httpx.HTTPError as exc:
+    except AddressRefused as exc:
+        # "address 10.0.0.1 is private; see fetch.allow_networks": never connected.
+        return HubAnswer(False, f"hub refused: {exc}"[:MAX_REASON])
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         return HubAnswer(False, f"hub unreachable: {type(exc).__name__}: {exc}"[:MAX_REASON])
     if 200 <= response.status_code < 300:
         return HubAnswer(True)

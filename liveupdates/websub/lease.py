@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from liveupdates.store.websub import Subscription
+from liveupdates.models import WebSubSubscription
 
 RENEW_FRACTION = 0.25
 MAX_RENEW_MARGIN = 86400.0
@@ -28,16 +28,16 @@ def renew_margin(lease_seconds: float) -> float:
     return min(MAX_RENEW_MARGIN, lease_seconds * RENEW_FRACTION)
 
 
-def lapsed(sub: Subscription, now: float) -> bool:
+def lapsed(sub: WebSubSubscription, now: float) -> bool:
     return sub.state == "active" and (sub.expires_at is None or sub.expires_at <= now)
 
 
-def is_pushing(sub: Subscription | None, now: float) -> bool:
+def is_pushing(sub: WebSubSubscription | None, now: float) -> bool:
     """The hub is expected to push this feed right now."""
     return sub is not None and sub.state == "active" and not lapsed(sub, now)
 
 
-def needs_request(sub: Subscription | None, now: float) -> bool:
+def needs_request(sub: WebSubSubscription | None, now: float) -> bool:
     """Time to (re)send a subscribe request for a feed that has a hub."""
     if sub is None:
         return True
@@ -56,12 +56,12 @@ def needs_request(sub: Subscription | None, now: float) -> bool:
     return False  # pending: wait for the hub; unsubscribing: leaving
 
 
-def pending_expired(sub: Subscription, now: float) -> bool:
+def pending_expired(sub: WebSubSubscription, now: float) -> bool:
     return sub.state in ("pending", "unsubscribing") and now >= sub.requested_at + PENDING_TIMEOUT
 
 
 def poll_floor(
-    sub: Subscription | None, now: float, *, fallback: float, interval: float
+    sub: WebSubSubscription | None, now: float, *, fallback: float, interval: float
 ) -> float | None:
     """The shortest wait before the next poll of a pushed feed; None: poll as usual."""
     if not is_pushing(sub, now):
@@ -76,7 +76,7 @@ def _iso(unix: float | None) -> str | None:
 
 
 def websub_view(
-    sub: Subscription | None, now: float, *, enabled: bool, opted_in: bool
+    sub: WebSubSubscription | None, now: float, *, enabled: bool, opted_in: bool
 ) -> dict[str, Any]:
     """The `websub` object of a feed's health (admin API, page, CLI).
 

@@ -8,7 +8,8 @@ next tick, and `claim_action` makes sure only one of them talks to a hub about a
 - Discovery: the Ingestor calls `on_fetched` after each successful fetch; a feed with a hub (and
   not `websub = false`) is subscribed, or re-subscribed when its hub or topic changed.
 - Every `tick` seconds: renew leases a quarter before they end, give up on requests the hub never
-  verified, notice lapsed leases and denials (a poll is asked for at once, and the feed is
+  verified, notice lapsed leases and denials (a poll is requested at once, `Claims.request` +
+  `Signal.POLL`, so whichever worker claims the feed first polls it, once; the feed is then
   polled at its own interval again), unsubscribe feeds that were removed or opted out.
 - `poll_floor` is the scheduler's hook: a pushed feed is polled only every
   `websub_fallback_interval` (never faster than its interval).
@@ -28,12 +29,13 @@ from typing import Any
 import httpx
 
 from liveupdates import metrics
+from liveupdates.backends import Backends, Signal, SignalKind
 from liveupdates.events import utcnow_iso
 from liveupdates.feeds.parse import ParsedFeed
-from liveupdates.models import FeedConfig
+from liveupdates.models import FeedConfig, WebSubSubscription
 from liveupdates.settings import Settings
 from liveupdates.store.base import Store
-from liveupdates.store.websub import Subscription, WebSubStore
+from liveupdates.store.websub import WebSubStore
 from liveupdates.websub import lease
 from liveupdates.websub.client import hub_request
 from liveupdates.websub.discovery import Discovered, discover
@@ -58,8 +60,7 @@ class WebSubManager:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
-        wstore: WebSubStore,
+        backends: Backends,
         client: httpx.AsyncClient,
         *,
         tick: float = TICK_SECONDS,
@@ -68,13 +69,13 @@ class WebSubManager:
             raise ValueError("WebSub needs public_url")
         self.settings = settings
         self.public_url = settings.public_url
-        self.store = store
-        self.wstore = wstore
+        self.backends = backends
+        self.store: Store = backends.store
+        self.wstore: WebSubStore = backends.websub
         self.client = client
         self.tick_seconds = tick
         self.deliver: Deliver | None = None
-        self.poll_now: Callable[[str], None] | None = None
-        self._subs: dict[str, Subscription] = {}
+        self._subs: dict[str, WebSubSubscription] = {}
         self._pushing: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -173,7 +174,7 @@ class WebSubManager:
     async def tick(self) -> None:
         now = time.time()
         feeds = {f.id: f for f in await self.store.list_feeds()}
-        subs = {s.feed_id: s for s in await self.wstore.list()}
+        subs = {s.feed_id: s for s in await self.wstore.subscriptions()}
         for sub in subs.values():
             feed = feeds.get(sub.feed_id)
             wanted = feed is not None and feed.websub
@@ -197,18 +198,26 @@ class WebSubManager:
         pushing = {s.feed_id for s in subs.values() if lease.is_pushing(s, now)}
         for feed_id in self._pushing - pushing:
             # Denied, lapsed, failed or gone: back to polling at the feed's interval, now.
-            if self.poll_now is not None and feed_id in feeds:
-                self.poll_now(feed_id)
+            if feed_id in feeds:
+                await self._request_poll(feed_id)
         self._pushing = pushing
 
-    async def _fail(self, sub: Subscription, reason: str) -> None:
+    async def _request_poll(self, feed_id: str) -> None:
+        try:
+            await self.backends.claims.request(feed_id)
+            await self.backends.signals.send(Signal(SignalKind.POLL, feed_id))
+        except Exception:
+            # The feed's next scheduled poll (no longer held back by the floor) comes anyway.
+            log.exception("websub: could not request a poll of feed %s", feed_id)
+
+    async def _fail(self, sub: WebSubSubscription, reason: str) -> None:
         sub.state, sub.reason, sub.expires_at = "failed", reason, None
         await self.wstore.put(sub)
         log.info("websub: feed %s falls back to polling: %s", sub.feed_id, reason)
 
     # -- talking to hubs -------------------------------------------------------------------
 
-    async def _audit(self, action: str, sub: Subscription, **details: Any) -> None:
+    async def _audit(self, action: str, sub: WebSubSubscription, **details: Any) -> None:
         record = {"at": utcnow_iso(), "actor": "websub", "action": action}
         record.update(feed_id=sub.feed_id, hub=sub.hub, topic=sub.topic, **details)
         await self.store.append_audit(record)
@@ -238,7 +247,7 @@ class WebSubManager:
         else:
             # A new hub or topic replaces the old subscription; the old hub's next push gets a
             # 410 from the callback (its token is gone), which ends it there.
-            sub = Subscription(
+            sub = WebSubSubscription(
                 feed_id=feed.id,
                 hub=found.hub,
                 topic=found.topic,
@@ -274,7 +283,7 @@ class WebSubManager:
             current.reason = answer.error
             await self.wstore.put(current)
 
-    async def _unsubscribe(self, sub: Subscription) -> None:
+    async def _unsubscribe(self, sub: WebSubSubscription) -> None:
         if not await self.wstore.claim_action(sub.feed_id, ACTION_HOLD):
             return
         sub.state, sub.requested_at, sub.expires_at = "unsubscribing", time.time(), None

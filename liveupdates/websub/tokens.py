@@ -33,7 +33,7 @@ def token_feed(token: str) -> str | None:
     if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
         return None
     feed_id, sep, random_part = token.partition(SEPARATOR)
-    if not sep or not FEED_ID_RE.match(feed_id) or not _RANDOM_RE.match(random_part):
+    if not sep or not FEED_ID_RE.fullmatch(feed_id) or not _RANDOM_RE.match(random_part):
         return None
     return feed_id
 

@@ -19,12 +19,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from liveupdates.bus import InMemoryBus
+from liveupdates.backends import open_url
 from liveupdates.hub import make_server
 from liveupdates.server import build_app
 from liveupdates.settings import Settings
-from liveupdates.store.sqlite import SQLiteStore
+from tests.support.feedserver import ALLOW_LOOPBACK
 from tests.support.uvicorn_serving import bound_socket, serve_until_started
+from workers.main import running_poller
 
 START_TIMEOUT = 15.0
 
@@ -34,6 +35,7 @@ TEST_SETTINGS: dict[str, Any] = {
     "poll_jitter": 0.0,
     "hub_demo": False,
     "fetch_total_timeout": 5.0,
+    "fetch_allow_networks": (ALLOW_LOOPBACK,),  # the tests' feed servers
 }
 
 
@@ -105,9 +107,8 @@ class AdminService:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         settings = self.settings
-        store = SQLiteStore(self.db_path)
-        bus = InMemoryBus(store)
-        app = build_app(settings, store, bus, with_poller=True, self_url=self.base_url)
+        backends = open_url(f"sqlite://{self.db_path}")
+        app = build_app(settings, backends, run_poller=running_poller, self_url=self.base_url)
         server = make_server(app, settings, host="127.0.0.1", port=self.port, log_level="warning")
         self._server = server
         try:
@@ -115,5 +116,4 @@ class AdminService:
             self._ready.set()
             await task
         finally:
-            await bus.close()
-            await store.close()
+            await backends.close()

@@ -16,6 +16,11 @@ Outside pytest (e.g. a benchmark)::
 
 API
 ---
+``ALLOW_LOOPBACK``
+    The `fetch.allow_networks` value that lets a fetcher reach this server (127.0.0.1 only): the
+    address guard refuses loopback by default, so every fetcher, service or `liveupdates`
+    process a test points at a FeedServer needs it (``Fetcher(allow_networks=[ALLOW_LOOPBACK])``,
+    ``Settings(fetch_allow_networks=(ALLOW_LOOPBACK,))``, ``LIVEUPDATES_FETCH_ALLOW_NETWORKS``).
 ``FeedServer.url(path) -> str``
     Absolute URL of `path` on this server.
 ``FeedServer.set(path, body, *, content_type=..., status=200, headers=None, etag=False,
@@ -40,6 +45,8 @@ last_modified=False, delay=0.0, redirect_to=None, gzip=False, trickle=0.0)``
 ``FeedServer.clear(path=None)``
     Forget content and recorded requests (of one path or all).
 
+``FeedServer(tls=server_ssl_context)`` serves HTTPS instead (the TLS handshake runs on accept).
+
 Query strings and fragments are ignored when matching paths and recording requests ("/a.xml?x"
 is "/a.xml"). Unknown paths answer 404. The server runs in daemon threads with short socket timeouts, and
 ``stop()`` does not wait for slow handlers, so teardown never hangs.
@@ -49,6 +56,7 @@ from __future__ import annotations
 
 import gzip as gzip_module
 import hashlib
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -59,6 +67,8 @@ from types import TracebackType
 
 import pytest
 
+# Exactly the server's address: tests that need a refused loopback address use 127.0.0.2.
+ALLOW_LOOPBACK = "127.0.0.1/32"
 DEFAULT_CONTENT_TYPE = "application/rss+xml; charset=utf-8"
 _CHUNK = 64 * 1024
 # Long enough for any test request, short enough that an idle keep-alive thread dies quickly.
@@ -101,9 +111,12 @@ class _Route:
 class FeedServer:
     """A threaded HTTP server on 127.0.0.1 serving configurable feed documents."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None
+    ) -> None:
         self._host = host
         self._port = port
+        self._tls = tls
         self._routes: dict[str, _Route] = {}
         self._seen: dict[str, list[SeenRequest]] = {}
         self._lock = threading.Lock()
@@ -122,6 +135,8 @@ class FeedServer:
         # stuck on a half-read client must never hold up teardown.
         httpd.daemon_threads = True
         httpd.block_on_close = False
+        if self._tls is not None:
+            httpd.socket = self._tls.wrap_socket(httpd.socket, server_side=True)
         self._httpd = httpd
         self._port = httpd.server_address[1]
         self._thread = threading.Thread(
@@ -163,7 +178,8 @@ class FeedServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self._host}:{self._port}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{self._host}:{self._port}"
 
     def url(self, path: str) -> str:
         return self.base_url + _norm(path)

@@ -139,6 +139,7 @@ function feedRow(feed) {
   actions.append(button("Poll now", () => act(async () => {
     const r = await api("POST", path + "/poll");
     const o = r.outcome;
+    if (!o) { show(id + ": poll requested; no worker has finished it yet", "info"); return; }
     show(id + ": " + (o.status === "error" ? "error: " + o.error : o.status + ", " + o.events + " updates"),
       o.status === "error" ? "" : "info");
   }), { className: "poll" }));

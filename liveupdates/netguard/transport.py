@@ -1,0 +1,192 @@
+"""The guard at connect time: an httpx transport that resolves a host, checks every address
+against an `AddressPolicy`, and connects to a checked address only.
+
+Checking the address actually connected (not a name resolved earlier) leaves no DNS-rebinding
+window, and since the guard sits under httpx's connection pool every connection is checked: the
+first request's, each redirect hop's, any later one's. TLS still verifies (and sends SNI for) the
+URL's host name, and the Host header stays the URL's: only the TCP connect uses the IP.
+
+    client = guarded_client(AddressPolicy.allowing(settings.fetch_allow_networks), timeout=10)
+
+httpx has no public way to hand its default transport a network backend (httpx PR #3749 adds
+one); `GuardedTransport` replaces the connection pool the default transport builds, which is the
+one attribute it touches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import ssl
+from collections.abc import Collection, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+
+from liveupdates.netguard.policy import AddressPolicy, AddressRefused, IPAddress
+
+# httpx's own defaults for a client (a transport passed in replaces the client's limits).
+DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+
+Endpoint = tuple[str, int]  # (host as the URL spells it, port)
+
+
+async def resolve(host: str, port: int) -> list[IPAddress]:
+    """The addresses `host` resolves to, in the resolver's order, without duplicates.
+
+    The system resolver also reads what `inet_aton` reads, so `0x7f000001`, `2130706433`,
+    `017700000001` and `127.1` all come back as 127.0.0.1 and are judged as that."""
+    with contextlib.suppress(ValueError):
+        # An address in its standard form needs no resolver (nor a trip to its thread pool).
+        return [ipaddress.ip_address(host)]
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    seen: dict[IPAddress, None] = {}
+    for _family, _type, _proto, _name, sockaddr in infos:
+        seen.setdefault(ipaddress.ip_address(sockaddr[0]), None)
+    return list(seen)
+
+
+async def checked_addresses(host: str, port: int, policy: AddressPolicy) -> list[IPAddress]:
+    """The addresses of `host` the policy allows; AddressRefused (naming the first address)
+    when there is none. Resolver errors (OSError) pass through."""
+    addresses = await resolve(host, port)
+    allowed = [a for a in addresses if policy.refusal(a) is None]
+    if not allowed:
+        reason = policy.refusal(addresses[0]) if addresses else None
+        raise AddressRefused(reason or f"host {host} has no address")
+    return allowed
+
+
+async def check_url_address(url: str, policy: AddressPolicy, *, timeout: float) -> None:
+    """Raise AddressRefused if `url`'s host resolves only to refused addresses.
+
+    For early feedback (the admin API refuses such a feed); the connect-time guard still checks
+    every connection. A host that does not resolve (now) is not refused here: that is a fetch
+    error the feed's health will show."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = host.encode("idna").decode("ascii")
+    except (ValueError, UnicodeError):
+        return  # malformed; the fetch reports it
+    try:
+        async with asyncio.timeout(timeout):
+            await checked_addresses(host, port, policy)
+    except (OSError, TimeoutError):
+        return
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """An httpcore network backend that connects to policy-checked addresses only.
+
+    `exempt` endpoints (host, port) are connected as they are: the service's own address for its
+    demo feed, which ops configured rather than anyone outside."""
+
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        *,
+        exempt: Collection[Endpoint] = (),
+        inner: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        self.policy = policy
+        self.exempt = frozenset(exempt)
+        self._inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        if (host, port) in self.exempt:
+            return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        # One deadline for resolving and connecting, as for an unguarded connect.
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                addresses = await checked_addresses(host, port, self.policy)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
+        for index, address in enumerate(addresses):
+            share = None
+            if deadline is not None:
+                # An even share of the time left: one unreachable address (a host's IPv6 on a
+                # network without IPv6 routing) cannot use up the time the next one needs.
+                share = max(deadline - loop.time(), 0.0) / (len(addresses) - index)
+            try:
+                return await self._inner.connect_tcp(
+                    str(address), port, share, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None  # `addresses` is never empty
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("the address guard connects to TCP addresses only")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's default async transport (HTTP/1.1, TLS verified, no proxy) over a GuardedBackend.
+
+    No proxy on purpose: through a proxy the guard would only see the proxy's address."""
+
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        *,
+        exempt: Collection[Endpoint] = (),
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        ssl_context = httpx.create_ssl_context(verify=verify)
+        super().__init__(verify=ssl_context, limits=limits)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=GuardedBackend(policy, exempt=exempt),
+        )
+
+
+def endpoint(url: str | httpx.URL) -> Endpoint:
+    """(host, port) of `url` as httpcore hands them to the network backend."""
+    parsed = httpx.URL(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    return parsed.raw_host.decode("ascii"), port
+
+
+def guarded_client(
+    policy: AddressPolicy,
+    *,
+    exempt: Collection[Endpoint] = (),
+    verify: ssl.SSLContext | bool = True,
+    **client_options: Any,
+) -> httpx.AsyncClient:
+    """An httpx.AsyncClient whose every connection passes the guard."""
+    transport = GuardedTransport(policy, exempt=exempt, verify=verify)
+    return httpx.AsyncClient(transport=transport, **client_options)
