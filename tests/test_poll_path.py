@@ -15,13 +15,18 @@ from liveupdates.backends import Backends, Signal, SignalKind, open_url
 from liveupdates.models import FeedConfig, LogEntry, feed_channel
 from liveupdates.ops.control import PollControl, UnknownFeed
 from liveupdates.settings import Settings
-from tests.support.feedserver import FeedServer
+from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 from tests.support.stories import bridge_story, rss
 from tests.support.waiting import until
 from workers.main import running_poller
 from workers.poller import FeedScheduler
 
-SETTINGS = Settings(poll_min_interval=0.1, poll_jitter=0.0, fetch_total_timeout=5.0)
+SETTINGS = Settings(
+    poll_min_interval=0.1,
+    poll_jitter=0.0,
+    fetch_total_timeout=5.0,
+    fetch_allow_networks=(ALLOW_LOOPBACK,),  # the loopback feed server
+)
 
 
 @pytest.fixture
