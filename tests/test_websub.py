@@ -210,6 +210,23 @@ async def test_discovery_from_atom_link_subscribes_and_verifies(
     assert view["summary"].startswith("active until ")
 
 
+async def test_a_hub_at_a_refused_address_is_never_contacted_and_the_feed_is_polled(
+    start_service: StartService, feed_server: FeedServer, websub_hub: WebSubHub
+) -> None:
+    # The feed (127.0.0.1, allowed for the test) names a hub on another loopback address, which
+    # fetch.allow_networks does not allow: the hub client's guard refuses it before connecting.
+    hub = websub_hub.url.replace("127.0.0.1", "127.0.0.2")
+    feed_server.set("/feed.xml", feed_body(BRIDGE[:2], hub=hub))
+    service = await start_service(gazette(feed_server, interval_seconds=0.3, adaptive=False))
+    view = await until(lambda: _view_in(service, "failed"), 10, "the subscription never failed")
+    assert view["summary"] == (
+        "failed: hub refused: address 127.0.0.2 is loopback; see fetch.allow_networks"
+    )
+    assert websub_hub.requests == []
+    polls = feed_server.count("/feed.xml")
+    await until(lambda: feed_server.count("/feed.xml") >= polls + 2, 10, "not polled")
+
+
 async def test_opted_out_feed_is_not_subscribed_and_health_says_why(
     start_service: StartService, feed_server: FeedServer, websub_hub: WebSubHub
 ) -> None:
