@@ -253,8 +253,15 @@ async def run_hub(
     from liveupdates.settings import load_settings
 
     tmp = tempfile.TemporaryDirectory(prefix="lu-bench-")
-    # The repository's defaults (config/liveupdates.toml), ignoring the caller's environment.
-    settings = dataclasses.replace(load_settings({}), data_dir=tmp.name, hub_demo=False)
+    # The repository's defaults (config/liveupdates.toml), ignoring the caller's environment,
+    # except the per-address limits: every bench client comes from 127.0.0.1.
+    settings = dataclasses.replace(
+        load_settings({}),
+        data_dir=tmp.name,
+        hub_demo=False,
+        limits_connections_per_address=10_000_000,
+        limits_requests_per_second_per_address=1e9,
+    )
     backends = open_backends(settings)
     store, bus = backends.store, backends.bus
     first = snapshot(1)

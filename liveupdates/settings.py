@@ -91,6 +91,11 @@ class Settings:
     hub_demo: bool = True  # serve the built-in demo feed at /demo/feed.xml
     hub_demo_step: float = 8.0  # seconds between the demo story's changes
 
+    # [limits] anonymous load; per address = per client IP as the server sees it
+    limits_connections: int = 100_000  # open WebSocket + SSE connections in one web process
+    limits_connections_per_address: int = 5000
+    limits_requests_per_second_per_address: float = 200.0  # public REST routes
+
     # [websub]
     # while a push subscription is active the feed is still polled this often (a safety net for
     # a hub that stopped sending), never faster than the feed's own interval
@@ -113,7 +118,9 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}
-_TABLES = ("poll", "fetch", "log", "hub", "websub")
+_TABLES = ("poll", "fetch", "log", "hub", "limits", "websub")
+# Shorter admin tokens are refused at start: they can be guessed over the network.
+MIN_ADMIN_TOKEN_LENGTH = 16
 
 
 def _flatten(data: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -189,6 +196,8 @@ def _check(settings: Settings) -> Settings:
         "hub_send_queue",
         "hub_max_subscriptions",
         "hub_rate_burst",
+        "limits_connections",
+        "limits_connections_per_address",
     ):
         if getattr(settings, name) < 1:
             raise SettingsError(f"setting {name} must be >= 1")
@@ -196,6 +205,17 @@ def _check(settings: Settings) -> Settings:
         parse_networks(settings.fetch_allow_networks)
     except ValueError as exc:
         raise SettingsError(f"setting fetch_allow_networks: {exc}") from None
+    if not settings.limits_requests_per_second_per_address > 0:
+        raise SettingsError("setting limits_requests_per_second_per_address must be > 0")
+    tokens = {"admin_token": settings.admin_token or ""}
+    tokens.update({f"admin_tokens.{k}": v for k, v in settings.admin_tokens.items()})
+    for name, token in tokens.items():
+        if token and len(token) < MIN_ADMIN_TOKEN_LENGTH:
+            raise SettingsError(
+                f"setting {name} is too short: admin tokens need at least"
+                f" {MIN_ADMIN_TOKEN_LENGTH} characters (e.g. python3 -c"
+                " 'import secrets; print(secrets.token_urlsafe(24))')"
+            )
     if settings.log_retention < 0:
         raise SettingsError("setting log_retention must be >= 0 (0 keeps everything)")
     if not 1 <= settings.hub_port <= 65535:

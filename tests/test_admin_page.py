@@ -13,7 +13,7 @@ from tests.support.adminservice import AdminService
 from tests.support.feedserver import FeedServer
 from tests.support.stories import bridge_story, rss
 
-TOKEN = "page-test-token"
+TOKEN = "page-test-token-0123"
 WAIT_MS = 10_000
 
 
@@ -52,7 +52,16 @@ def test_admin_page_lists_feeds_flags_failures_and_changes_them(
         json={"url": feed_server.url("/broken.xml"), "id": "broken", "interval_seconds": 1},
     )
 
-    page.goto(service.url("/admin"))
+    blocked: list[str] = []
+    page.on(
+        "console",
+        lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    response = page.goto(service.url("/admin"))
+    assert (
+        response is not None
+        and "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    )
     expect(page.locator("#login")).to_be_visible()
     expect(page.locator("#app")).to_be_hidden()
 
@@ -134,3 +143,4 @@ def test_admin_page_lists_feeds_flags_failures_and_changes_them(
         "feed.poll",
         "feed.update",
     ]
+    assert not blocked, blocked  # nothing the page needs is refused by its CSP

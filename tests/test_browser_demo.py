@@ -303,10 +303,18 @@ def test_demo_page_shows_live_updates_and_resumes(served: Served, browser_page: 
     page = browser_page
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # The page runs under its Content-Security-Policy: anything it blocks is a console error.
+    page.on(
+        "console",
+        lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     frames: list[str] = []
     page.on("websocket", lambda ws: ws.on("framesent", lambda payload: frames.append(payload)))
 
-    page.goto(served.url + "/")
+    response = page.goto(served.url + "/")
+    assert (
+        response is not None and "script-src 'self'" in response.headers["content-security-policy"]
+    )
     expect(page.get_by_role("heading", name="Stories")).to_be_visible()
     expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=15_000)
 

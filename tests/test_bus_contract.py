@@ -153,6 +153,11 @@ async def test_no_gap_between_read_since_and_live(env: tuple[Bus, Writer]) -> No
     assert live[0] == 4  # the subscription starts where the log stood when it began
 
 
+async def test_ping_answers_while_the_backend_is_up(env: tuple[Bus, Writer]) -> None:
+    bus, _ = env
+    await bus.ping()
+
+
 async def test_bounds_and_read_since_reflect_the_log(env: tuple[Bus, Writer]) -> None:
     bus, w = env
     empty = await bus.bounds("story:none")

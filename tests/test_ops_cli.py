@@ -22,7 +22,7 @@ from tests.support.feedserver import FeedServer
 from tests.support.stories import bridge_story, rss
 from tests.support.waiting import until_sync
 
-TOKEN = "cli-test-token"
+TOKEN = "cli-test-token-0123"
 REPO = Path(__file__).resolve().parent.parent
 
 

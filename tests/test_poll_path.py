@@ -24,8 +24,8 @@ from workers.poller import FeedScheduler
 SETTINGS = Settings(
     poll_min_interval=0.1,
     poll_jitter=0.0,
+    fetch_allow_networks=(ALLOW_LOOPBACK,),
     fetch_total_timeout=5.0,
-    fetch_allow_networks=(ALLOW_LOOPBACK,),  # the loopback feed server
 )
 
 

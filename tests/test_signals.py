@@ -15,13 +15,17 @@ from liveupdates.backends.redis import RedisSignals
 from liveupdates.backends.sqlite import LocalSignals
 from liveupdates.models import FeedConfig
 from liveupdates.settings import Settings
-from tests.support.feedserver import FeedServer
+from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 from tests.support.stories import bridge_story, rss
 from tests.support.waiting import until
 from tests.test_bus_redis import Proxy
 from workers.main import running_poller
 
-SETTINGS = Settings(poll_min_interval=0.1, poll_jitter=0.0)
+SETTINGS = Settings(
+    poll_min_interval=0.1,
+    poll_jitter=0.0,
+    fetch_allow_networks=(ALLOW_LOOPBACK,),
+)
 
 
 @pytest.fixture(params=["local", "redis"])

@@ -171,6 +171,12 @@ def test_implements_the_protocol(store: Store) -> None:
     assert isinstance(store, Store)
 
 
+async def test_ping_answers_and_writes_nothing(store: Store) -> None:
+    await store.ping()
+    assert await store.list_feeds() == []
+    assert (await store.log_bounds("feed:none")).last == 0
+
+
 async def test_feed_upsert_get_list_delete(store: Store) -> None:
     assert await store.get_feed("nope") is None
     assert await store.list_feeds() == []

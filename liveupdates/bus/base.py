@@ -175,6 +175,10 @@ class Bus(Protocol):
 
     async def bounds(self, channel: str) -> LogBounds: ...
 
+    async def ping(self) -> None:
+        """Raises if the bus cannot deliver now (health checks); cheap, writes nothing."""
+        ...
+
     async def close(self) -> None:
         """End every subscription. The store is the caller's to close."""
         ...

@@ -48,6 +48,10 @@ class InMemoryBus:
     async def bounds(self, channel: str) -> LogBounds:
         return await self.store.log_bounds(channel)
 
+    async def ping(self) -> None:
+        """In process: it delivers whenever the store it reads can be read."""
+        await self.store.ping()
+
     def subscriber_count(self, channel: str) -> int:
         """How many subscriptions listen to `channel` (lets tests check the one-per-channel rule)."""
         return len(self._subs.get(channel, ()))

@@ -146,6 +146,12 @@ class RedisBus:
     async def bounds(self, channel: str) -> LogBounds:
         return await self.store.log_bounds(channel)
 
+    async def ping(self) -> None:
+        # The reader's own connection sits in XREAD BLOCK; the store's answers for the server.
+        if self._closed:
+            raise RuntimeError("bus closed")
+        await self.store.client.ping()
+
     async def close(self) -> None:
         self._closed = True
         for task in (self._reader, self._kicker):
@@ -259,17 +265,23 @@ class RedisBus:
 
     async def _read_forever(self) -> None:
         backoff = self.backoff_min
+        lost = False  # one line when Redis goes away and one when it is back, not one per retry
         while not self._closed:
             try:
                 client = await self._connect()
                 # After a (re)connect the log may have been lost (Redis restarted empty).
                 await self._check_epochs(list(self._channels.values()))
                 backoff = self.backoff_min
+                if lost:
+                    lost = False
+                    log.warning("redis bus reconnected to Redis")
                 await self._read_loop(client)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
-                log.warning("redis bus lost Redis (%s); reconnecting in %.1fs", exc, backoff)
+                if not lost:
+                    lost = True
+                    log.warning("redis bus lost Redis (%s); reconnecting with backoff", exc)
             except Exception:
                 log.exception("redis bus reader failed; restarting in %.1fs", backoff)
             self._blocked = False

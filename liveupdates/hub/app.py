@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -11,16 +13,22 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from liveupdates.bus.base import Bus
+from liveupdates.hub import logfilter
+from liveupdates.hub.backend import BACKEND_ERRORS
 from liveupdates.hub.core import SHUTDOWN_GRACE, Hub
+from liveupdates.hub.edge import EdgeMiddleware, backend_unavailable
 from liveupdates.hub.origins import OriginPolicy
 from liveupdates.hub.rest import routes as rest_routes
 from liveupdates.hub.sse import sse_endpoint
 from liveupdates.hub.ws import websocket_endpoint
 from liveupdates.settings import Settings
 from liveupdates.store.base import Store
+
+log = logging.getLogger("liveupdates")
 
 Hook = Callable[[], Awaitable[Any]]
 LifespanFactory = Callable[[Starlette], AbstractAsyncContextManager[Any]]
@@ -95,7 +103,12 @@ def create_app(
         *rest_routes,
         *extra_routes,
     ]
-    app = Starlette(routes=routes, lifespan=app_lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=app_lifespan,
+        middleware=[Middleware(EdgeMiddleware, hub=hub)],
+        exception_handlers={cls: backend_unavailable for cls in BACKEND_ERRORS},
+    )
     app.state.hub = hub
     app.state.settings = settings
     app.state.origins = origins
@@ -140,6 +153,8 @@ def make_server(
     **uvicorn_options: Any,
 ) -> HubServer:
     """A uvicorn server for `app` with the hub's WebSocket settings (not started)."""
+    logfilter.install()
+    warn_if_open_to_any_origin(settings, host or settings.hub_host)
     config = uvicorn.Config(
         app,
         host=host or settings.hub_host,
@@ -155,6 +170,26 @@ def make_server(
         **uvicorn_options,
     )
     return HubServer(config, app.state.hub)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def warn_if_open_to_any_origin(settings: Settings, host: str) -> None:
+    """Any web page may then open /v1/ws and /v1/sse from its readers' browsers: say so once."""
+    if not settings.hub_allowed_origins and not is_loopback(host):
+        log.warning(
+            "listening on %s with hub.allowed_origins empty: any web site's pages can connect"
+            " to /v1/ws and /v1/sse; set hub.allowed_origins (LIVEUPDATES_HUB_ALLOWED_ORIGINS)"
+            " to your sites' origins",
+            host,
+        )
 
 
 def run(app: Starlette, settings: Settings, **options: Any) -> None:

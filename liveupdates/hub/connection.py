@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, runtime_checkable
 
 from starlette.websockets import WebSocket
 from websockets.frames import Frame as WireFrame
@@ -24,8 +24,12 @@ from liveupdates import metrics
 from liveupdates.hub.protocol import CLOSE_TOO_SLOW
 
 TOO_SLOW_REASON = "too slow; resume with since/epoch"
-# How long we try to hand a close frame to a peer whose buffers may be full before giving up.
-CLOSE_TIMEOUT = 10.0
+# How long we try to hand a close frame to a peer whose buffers may be full before aborting the
+# socket (which frees everything queued for it).
+CLOSE_TIMEOUT = 5.0
+# A frame that cannot be handed to the transport for this long means the client stopped reading:
+# it is closed with 4008 even if its queue never overflows (a quiet channel).
+SEND_TIMEOUT = 10.0
 # Frames a writer takes off the queue at once: small, so the queue length stays an honest measure
 # of what the client has not yet taken.
 WRITE_BATCH = 16
@@ -68,6 +72,7 @@ class QueuedConnection:
         self._waiter: asyncio.Future[None] | None = None  # the idle writer waits on this
         self._room: asyncio.Event | None = None  # created when a paced sender must wait
         self._finished: asyncio.Event | None = None  # created when someone waits for the end
+        self._closing: asyncio.Future[None] | None = None  # created when a stuck send waits
         self._done = False
 
     def _wake(self) -> None:
@@ -111,6 +116,27 @@ class QueuedConnection:
         self._wake()
         if self._room is not None:
             self._room.set()
+        if self._closing is not None and not self._closing.done():
+            self._closing.set_result(None)
+
+    async def send_within_deadline(self, send: Awaitable[object]) -> bool:
+        """Await a transport send that waits for room, until it is done (True), the connection
+        is closed meanwhile (False), or SEND_TIMEOUT passes: then the client is not reading and
+        is closed with 4008 (False). The send is cancelled in both failure cases."""
+        task = asyncio.ensure_future(send)
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_future()
+        if self.close_code is None:
+            waiters: set[asyncio.Future[Any]] = {task, self._closing}
+            await asyncio.wait(waiters, timeout=SEND_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # the transport's failure, if any, is the caller's to handle
+            return self.close_code is None
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        self.close(CLOSE_TOO_SLOW, TOO_SLOW_REASON)
+        return False
 
     def peer_closed(self, code: int = 1005) -> None:
         """The client closed or vanished: stop, with nothing more to send."""
@@ -256,6 +282,7 @@ class WebSocketConnection(QueuedConnection):
         super().__init__(limit)
         self.websocket = websocket
         self._direct = direct_writer(websocket)
+        self._transport = _uvicorn_transport(websocket)
         self._in_flight = False  # the writer holds frames not yet written: keep order, queue
 
     @property
@@ -290,7 +317,9 @@ class WebSocketConnection(QueuedConnection):
                     # else send waits for room, which is exactly when the queue must absorb (and
                     # overflow) instead.
                     if direct is None or not direct(text):
-                        await send({"type": "websocket.send", "text": text})
+                        sent = send({"type": "websocket.send", "text": text})
+                        if not await self.send_within_deadline(sent):
+                            break
                 self._in_flight = False
         except Exception:  # WebSocketDisconnect, OSError, uvicorn's ClientDisconnected: peer gone
             self.peer_closed(1006)
@@ -302,7 +331,7 @@ class WebSocketConnection(QueuedConnection):
         if self.peer_gone:
             return
         code = self.close_code if self.close_code is not None else 1000
-        with contextlib.suppress(Exception):
+        try:
             # The close frame queues behind whatever the client has not read; a client that
             # never reads again must not hold this task forever.
             await asyncio.wait_for(
@@ -311,3 +340,16 @@ class WebSocketConnection(QueuedConnection):
                 ),
                 CLOSE_TIMEOUT,
             )
+        except TimeoutError:
+            # Abort: drops the socket and the megabytes the kernel and uvicorn hold for it.
+            if self._transport is not None:
+                self._transport.abort()  # type: ignore[attr-defined]
+        except Exception:  # the peer went away meanwhile: nothing to close
+            pass
+
+
+def _uvicorn_transport(websocket: WebSocket) -> asyncio.BaseTransport | None:
+    """uvicorn's transport behind a Starlette WebSocket (see direct_writer), to abort it."""
+    proto = getattr(getattr(websocket, "_receive", None), "__self__", None)
+    transport = getattr(proto, "transport", None)
+    return transport if callable(getattr(transport, "abort", None)) else None

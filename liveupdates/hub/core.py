@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
 
 from liveupdates.bus.base import Bus
 from liveupdates.hub.connection import Connection, QueuedConnection
 from liveupdates.hub.fanout import Fanout, Frame, Membership
+from liveupdates.hub.limits import ConnectionLimits, RequestRate
 from liveupdates.hub.protocol import (
     CLOSE_RESTART,
     encode,
@@ -24,6 +26,8 @@ from liveupdates.hub.state import build_reset
 from liveupdates.models import LogEntry
 from liveupdates.settings import Settings
 from liveupdates.store.base import LogBounds, Store
+
+log = logging.getLogger("liveupdates.hub")
 
 RESTART_REASON = "service restart; reconnect with backoff and resume"
 # How long shutdown waits for close frames to reach clients.
@@ -59,6 +63,24 @@ class Hub:
         self.fanout = Fanout(bus)
         self.connections: set[QueuedConnection] = set()
         self.shutting_down = False
+        self.limits = ConnectionLimits(
+            settings.limits_connections, settings.limits_connections_per_address
+        )
+        self.request_rate = RequestRate(settings.limits_requests_per_second_per_address)
+        self.backend_problem: str | None = None  # why requests failed with 503, while they do
+        self.failure_logged_at: float | None = None  # last traceback of a failed session
+
+    def backend_down(self, reason: str) -> None:
+        """Requests fail because the store or bus is down: one log line when that starts."""
+        if self.backend_problem is None:
+            log.error("store or bus unavailable, answering 503: %s", reason)
+        self.backend_problem = reason
+
+    def backend_up(self) -> None:
+        """A request succeeded: one log line if it follows failures."""
+        if self.backend_problem is not None:
+            self.backend_problem = None
+            log.warning("store and bus answer again")
 
     async def catchup(self, channel: str, since: int | None, epoch: str | None) -> Catchup:
         bounds = await self.bus.bounds(channel)

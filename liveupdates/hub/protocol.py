@@ -9,6 +9,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from liveupdates.validate import InvalidInput, valid_text
+from liveupdates.validate import parse_int as _parse_int
+
 # Error codes a client may see in {"type": "error"}.
 BAD_REQUEST = "bad_request"
 UNKNOWN_CHANNEL = "unknown_channel"
@@ -22,6 +25,9 @@ CLOSE_POLICY = 1008  # disallowed Origin, or a client that keeps sending bad or 
 CLOSE_TOO_BIG = 1009  # a frame far over the limit: refused by the protocol layer unread
 CLOSE_INTERNAL = 1011  # a server fault (or an unanswered keepalive ping): reconnect and resume
 CLOSE_RESTART = 1012  # server shutting down or restarting: reconnect with backoff, resume
+CLOSE_TRY_AGAIN = (
+    1013  # over a connection limit, or the store is down: retry after the reason's wait
+)
 CLOSE_TOO_SLOW = 4008  # the client did not read fast enough: reconnect and resume with since/epoch
 CLOSE_HISTORY_LOST = 4009  # the channel's log was lost or trimmed under us: resume to get a reset
 
@@ -66,7 +72,12 @@ def _dumps(data: dict[str, Any]) -> str:
 def parse_channel(channel: object) -> tuple[Literal["story", "feed"], str]:
     """Split "story:<id>" / "feed:<id>" or raise ProtocolError(bad_request)."""
     if not isinstance(channel, str) or not channel or len(channel) > MAX_CHANNEL_LENGTH:
-        raise ProtocolError(BAD_REQUEST, "channel must be a non-empty string")
+        raise ProtocolError(
+            BAD_REQUEST, f"channel must be a non-empty string of at most {MAX_CHANNEL_LENGTH}"
+        )
+    if not valid_text(channel):
+        # Not echoed back: a lone surrogate cannot be encoded into the reply either.
+        raise ProtocolError(BAD_REQUEST, "channel must be valid Unicode text (no lone surrogates)")
     kind, sep, ident = channel.partition(":")
     if not sep or kind not in CHANNEL_KINDS or not ident:
         raise ProtocolError(
@@ -76,23 +87,23 @@ def parse_channel(channel: object) -> tuple[Literal["story", "feed"], str]:
 
 
 def parse_since(value: object) -> int | None:
-    """A resume position: a non-negative integer (JSON number or decimal string), or None."""
+    """A resume position: a non-negative 64-bit integer (JSON number or ASCII decimal string),
+    or None."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise ProtocolError(BAD_REQUEST, "since must be a non-negative integer")
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if not isinstance(value, int) or value < 0:
-        raise ProtocolError(BAD_REQUEST, "since must be a non-negative integer")
-    return value
+    try:
+        return _parse_int(value, "since")
+    except InvalidInput:
+        raise ProtocolError(
+            BAD_REQUEST, "since must be a non-negative integer (ASCII digits, 64-bit)"
+        ) from None
 
 
 def parse_epoch(value: object) -> str | None:
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or len(value) > 128:
-        raise ProtocolError(BAD_REQUEST, "epoch must be a string")
+    if not isinstance(value, str) or len(value) > 128 or not valid_text(value):
+        raise ProtocolError(BAD_REQUEST, "epoch must be a string of at most 128 characters")
     return value
 
 

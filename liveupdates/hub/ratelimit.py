@@ -14,6 +14,15 @@ class TokenBucket:
         self._tokens = float(burst)
         self._last = now
 
+    def full(self, now: float) -> bool:
+        """Whether the bucket has refilled to `burst` by `now` (nothing spent recently)."""
+        return self._tokens + max(0.0, now - self._last) * self.rate >= self.burst
+
+    def drain(self, now: float, cost: float) -> None:
+        """Spend up to `cost` tokens, as many as there are (a penalty, never refused)."""
+        self.take(now, 0)
+        self._tokens = max(0.0, self._tokens - cost)
+
     def take(self, now: float, cost: float = 1.0) -> bool:
         """Spend `cost` tokens if there are enough; say whether it was allowed."""
         elapsed = max(0.0, now - self._last)

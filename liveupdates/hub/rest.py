@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.requests import Request
@@ -14,11 +15,16 @@ from liveupdates.hub.protocol import ProtocolError, parse_epoch, parse_since, up
 from liveupdates.hub.state import (
     FEED_STORIES_LIMIT,
     build_reset,
+    feed_exists,
     feed_stories,
     story_document,
     story_json,
 )
-from liveupdates.models import feed_channel, story_channel
+from liveupdates.models import story_channel
+from liveupdates.validate import InvalidInput, parse_int, plausible_id
+
+# How long /healthz waits for the store and the bus to answer before calling them down.
+HEALTH_TIMEOUT = 2.0
 
 DEFAULT_UPDATES_LIMIT = 100
 MAX_UPDATES_LIMIT = 1000
@@ -40,10 +46,10 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    raw = raw.strip()
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise BadParameter(f"{name} must be an integer from {low} to {high}")
-    return int(raw)
+    try:
+        return parse_int(raw, name, low=low, high=high)
+    except InvalidInput as exc:
+        raise BadParameter(str(exc)) from None
 
 
 def _hub(request: Request) -> Hub:
@@ -54,7 +60,7 @@ async def get_story(request: Request) -> JSONResponse:
     story_id = request.path_params["story_id"]
     doc = await story_document(_hub(request).store, story_id)
     if doc is None:
-        return _not_found(f"no story {story_id}")
+        return _not_found(f"no story {story_id[:64]}")
     return JSONResponse(doc)
 
 
@@ -81,9 +87,13 @@ async def get_story_by_url(request: Request) -> JSONResponse:
 async def get_version(request: Request) -> JSONResponse:
     story_id = request.path_params["story_id"]
     raw = request.path_params["version"]
-    if not raw.isdigit() or int(raw) < 1:
-        return error_response(400, "bad_request", "version must be a positive integer")
-    stored = await _hub(request).store.get_version(story_id, int(raw))
+    try:
+        version = parse_int(raw, "version", low=1)
+    except InvalidInput as exc:
+        return error_response(400, "bad_request", str(exc))
+    if not plausible_id(story_id):
+        return _not_found(f"no story {story_id[:64]}")
+    stored = await _hub(request).store.get_version(story_id, version)
     if stored is None:
         return _not_found(f"story {story_id} has no version {raw}")
     data = story_json(stored)
@@ -102,8 +112,9 @@ async def get_updates(request: Request) -> JSONResponse:
     except (ProtocolError, BadParameter) as exc:
         return error_response(400, "bad_request", str(exc))
     assert since is not None
-    if await hub.store.latest(story_id) is None:
-        return _not_found(f"no story {story_id}")
+    # Existence first, read-only: reading the channel's bounds may create its epoch.
+    if not plausible_id(story_id) or await hub.store.latest(story_id) is None:
+        return _not_found(f"no story {story_id[:64]}")
     channel = story_channel(story_id)
     bounds = await hub.bus.bounds(channel)
     body: dict[str, Any] = {"channel": channel, "seq": bounds.last, "epoch": bounds.epoch}
@@ -135,24 +146,51 @@ async def get_feed_stories(request: Request) -> JSONResponse:
         limit = _int_param(request, "limit", FEED_STORIES_LIMIT, 1, 1000)
     except BadParameter as exc:
         return error_response(400, "bad_request", str(exc))
-    stories = await feed_stories(hub.store, feed_id, limit)
-    if not stories:
-        known = await hub.store.get_feed(feed_id) is not None
-        if not known and (await hub.store.log_bounds(feed_channel(feed_id))).last == 0:
-            return _not_found(f"no feed {feed_id}")
+    stories = await feed_stories(hub.store, feed_id, limit) if plausible_id(feed_id) else []
+    if not stories and not await feed_exists(hub.store, feed_id):
+        return _not_found(f"no feed {feed_id[:64]}")
     return JSONResponse({"feed": feed_id, "stories": stories})
 
 
+async def _check(name: str, ping: Any) -> str | None:
+    """None when `ping()` answers in time, else why not (one line)."""
+    try:
+        await asyncio.wait_for(ping(), HEALTH_TIMEOUT)
+    except TimeoutError:
+        return f"{name} did not answer within {HEALTH_TIMEOUT:g} s"
+    except Exception as exc:
+        return f"{name} unavailable: {type(exc).__name__}: {str(exc)[:200]}"
+    return None
+
+
 async def healthz(request: Request) -> JSONResponse:
+    """200 only when the store and the bus answer (a Redis PING in Redis mode) and the process
+    is not shutting down; else 503 with the reasons. Load balancers and Procfile/container
+    health checks can rely on it."""
     hub = _hub(request)
-    return JSONResponse(
-        {
-            "status": "shutting_down" if hub.shutting_down else "ok",
-            "connections": len(hub.connections),
-            "channels": len(hub.fanout.channels()),
-        },
-        status_code=503 if hub.shutting_down else 200,
-    )
+    problems = [
+        p
+        for p in (await _check("store", hub.store.ping), await _check("bus", hub.bus.ping))
+        if p is not None
+    ]
+    if hub.shutting_down:
+        status = "shutting_down"
+    elif problems:
+        status = "unavailable"
+        hub.backend_down("; ".join(problems))
+    else:
+        status = "ok"
+        hub.backend_up()
+    body: dict[str, Any] = {
+        "status": status,
+        "store": "down" if any(p.startswith("store") for p in problems) else "ok",
+        "bus": "down" if any(p.startswith("bus") for p in problems) else "ok",
+        "connections": len(hub.connections),
+        "channels": len(hub.fanout.channels()),
+    }
+    if problems:
+        body["reason"] = "; ".join(problems)
+    return JSONResponse(body, status_code=200 if status == "ok" else 503)
 
 
 routes = [

@@ -6,16 +6,20 @@ Transport-independent: it reads text handed to it and answers through a `Connect
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
 from liveupdates import metrics
+from liveupdates.hub.backend import BACKEND_ERRORS, BACKEND_RETRY_AFTER
 from liveupdates.hub.connection import Connection, QueuedConnection
 from liveupdates.hub.core import Hub
 from liveupdates.hub.fanout import Membership
 from liveupdates.hub.protocol import (
     BAD_REQUEST,
+    CLOSE_INTERNAL,
     CLOSE_POLICY,
+    CLOSE_TRY_AGAIN,
     MESSAGE_TOO_LARGE,
     PONG,
     RATE_LIMITED,
@@ -31,6 +35,8 @@ from liveupdates.hub.protocol import (
 )
 from liveupdates.hub.ratelimit import TokenBucket
 from liveupdates.hub.state import channel_exists
+
+log = logging.getLogger("liveupdates.hub")
 
 # A client may cause this many errors (bad JSON, oversize frames) in a burst, refilled at
 # ABUSE_RATE per second; past that it is closed with 1008. Honest clients never get near it.
@@ -145,10 +151,13 @@ class Session:
 
 
 @contextlib.asynccontextmanager
-async def websocket_session(hub: Hub, conn: QueuedConnection) -> AsyncIterator[Session]:
+async def websocket_session(
+    hub: Hub, conn: QueuedConnection, address: str
+) -> AsyncIterator[Session]:
     """A WebSocket client's Session, counted among the hub's connections while it lasts.
 
-    Both WebSocket transports (ws.py, wsserver.py) run their reader and writer inside this.
+    Both WebSocket transports (ws.py, wsserver.py) run their reader and writer inside this,
+    after `hub.limits.acquire(address)` let the connection in; this releases it.
     """
     session = Session(hub, conn)
     hub.connections.add(conn)
@@ -156,6 +165,29 @@ async def websocket_session(hub: Hub, conn: QueuedConnection) -> AsyncIterator[S
     try:
         yield session
     finally:
-        await session.close()
-        hub.connections.discard(conn)
-        metrics.client_disconnected("ws")
+        try:
+            await session.close()
+        finally:
+            hub.connections.discard(conn)
+            hub.limits.release(address)
+            metrics.client_disconnected("ws")
+
+
+def session_failed(
+    hub: Hub, conn: QueuedConnection, exc: Exception, what: str = "WebSocket"
+) -> None:
+    """A client's reader or subscribe raised: a backend outage (close 1013, one log line for the
+    whole outage) or a bug (close 1011, logged with its traceback at most once per
+    FAILURE_LOG_INTERVAL: a bug every client hits must not write a traceback per client)."""
+    if isinstance(exc, BACKEND_ERRORS):
+        hub.backend_down(f"{type(exc).__name__}: {str(exc)[:200]}")
+        conn.close(CLOSE_TRY_AGAIN, f"store unavailable; retry in {BACKEND_RETRY_AFTER} s")
+        return
+    now = time.monotonic()
+    if hub.failure_logged_at is None or now - hub.failure_logged_at >= FAILURE_LOG_INTERVAL:
+        hub.failure_logged_at = now
+        log.error("%s session failed", what, exc_info=exc)
+    conn.close(CLOSE_INTERNAL, "internal error")
+
+
+FAILURE_LOG_INTERVAL = 60.0

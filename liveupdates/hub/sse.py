@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -14,7 +13,9 @@ from starlette.types import Receive, Scope, Send
 from liveupdates import metrics
 from liveupdates.hub.connection import QueuedConnection
 from liveupdates.hub.core import Hub
+from liveupdates.hub.edge import too_many
 from liveupdates.hub.fanout import Membership
+from liveupdates.hub.limits import Refused
 from liveupdates.hub.protocol import (
     SSE_HEARTBEAT,
     ProtocolError,
@@ -24,9 +25,8 @@ from liveupdates.hub.protocol import (
     parse_since,
 )
 from liveupdates.hub.rest import error_response
+from liveupdates.hub.session import session_failed
 from liveupdates.hub.state import channel_exists
-
-log = logging.getLogger(__name__)
 
 # Milliseconds an EventSource waits before reconnecting (browsers add nothing; keep it modest).
 SSE_RETRY_MS = 3000
@@ -58,7 +58,13 @@ class SSEResponse(Response):
     media_type = "text/event-stream"
 
     def __init__(
-        self, hub: Hub, conn: SSEConnection, channel: str, since: int | None, epoch: str | None
+        self,
+        hub: Hub,
+        conn: SSEConnection,
+        channel: str,
+        since: int | None,
+        epoch: str | None,
+        address: str,
     ) -> None:
         # Not Response.__init__: that would declare Content-Length: 0 for the empty body.
         self.status_code = 200
@@ -69,6 +75,7 @@ class SSEResponse(Response):
         self.channel = channel
         self.since = since
         self.epoch = epoch
+        self.address = address  # counted in hub.limits by sse_endpoint; released when done
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hub, conn = self.hub, self.conn
@@ -87,7 +94,7 @@ class SSEResponse(Response):
 
         # The join runs beside the stream: its replay is paced by what the stream drains.
         joiner = asyncio.create_task(join())
-        joiner.add_done_callback(lambda t: _close_on_failure(t, conn))
+        joiner.add_done_callback(lambda t: _close_on_failure(t, hub, conn))
         watcher = asyncio.create_task(watch_disconnect())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
@@ -108,14 +115,16 @@ class SSEResponse(Response):
             if member is not None:
                 await hub.leave(member)
             hub.connections.discard(conn)
+            hub.limits.release(self.address)
             metrics.client_disconnected("sse")
             conn._mark_finished()
 
 
-def _close_on_failure(task: asyncio.Task[None], conn: SSEConnection) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("SSE subscribe failed", exc_info=task.exception())
-        conn.close(1011, "internal error")
+def _close_on_failure(task: asyncio.Task[None], hub: Hub, conn: SSEConnection) -> None:
+    if not task.cancelled():
+        exc = task.exception()
+        if isinstance(exc, Exception):
+            session_failed(hub, conn, exc, "SSE")
 
 
 async def sse_endpoint(request: Request) -> Response:
@@ -135,5 +144,10 @@ async def sse_endpoint(request: Request) -> Response:
     assert channel is not None
     if not await channel_exists(hub.store, channel):
         return error_response(404, "not_found", f"no such channel {channel}")
+    address = request.client.host if request.client else "unknown"
+    try:
+        hub.limits.acquire(address)
+    except Refused as exc:
+        return too_many(exc)
     conn = SSEConnection(hub.settings.hub_send_queue)
-    return SSEResponse(hub, conn, channel, since, epoch)
+    return SSEResponse(hub, conn, channel, since, epoch, address)

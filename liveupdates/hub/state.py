@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from liveupdates.hub.protocol import parse_channel, reset_message
-from liveupdates.models import StoredVersion, story_channel
+from liveupdates.models import StoredVersion, feed_channel, story_channel
 from liveupdates.store.base import Store
+from liveupdates.validate import plausible_id
 
 # Most stories a feed reset or GET /v1/feeds/{id}/stories returns.
 FEED_STORIES_LIMIT = 100
@@ -23,13 +24,26 @@ def story_json(stored: StoredVersion) -> dict[str, Any]:
 
 
 async def channel_exists(store: Store, channel: str) -> bool:
-    """A story channel needs a stored story; a feed channel a configured feed or a log."""
+    """A story channel needs a stored story; a feed channel a configured feed or a log.
+
+    Read-only: an anonymous client asking about an unknown id must leave nothing behind
+    (`log_bounds` may create a channel's epoch, so it is not used here).
+    """
     kind, ident = parse_channel(channel)
+    if not plausible_id(ident):
+        return False
     if kind == "story":
         return await store.latest(ident) is not None
-    if await store.get_feed(ident) is not None:
+    return await feed_exists(store, ident)
+
+
+async def feed_exists(store: Store, feed_id: str) -> bool:
+    """A configured feed, or one whose channel still has a log (a removed feed's history)."""
+    if not plausible_id(feed_id):
+        return False
+    if await store.get_feed(feed_id) is not None:
         return True
-    return (await store.log_bounds(channel)).last > 0
+    return bool(await store.read_log(feed_channel(feed_id), 0, 1))
 
 
 async def feed_stories(store: Store, feed_id: str, limit: int = FEED_STORIES_LIMIT) -> list[dict]:
@@ -52,8 +66,11 @@ async def build_reset(store: Store, channel: str, seq: int) -> dict[str, Any]:
 async def story_document(store: Store, story_id: str) -> dict[str, Any] | None:
     """GET /v1/stories/{id}: the current snapshot with the channel position to subscribe from.
 
-    The position is read first, so `seq` never claims more than the snapshot shows.
+    The position is read first, so `seq` never claims more than the snapshot shows; but only
+    once the story is known to exist, since reading a position may create the channel's epoch.
     """
+    if not plausible_id(story_id) or await store.latest(story_id) is None:
+        return None
     channel = story_channel(story_id)
     bounds = await store.log_bounds(channel)
     stored = await store.latest(story_id)

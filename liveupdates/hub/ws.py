@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from liveupdates.hub.connection import WebSocketConnection
 from liveupdates.hub.core import RESTART_REASON, Hub
-from liveupdates.hub.protocol import CLOSE_POLICY, CLOSE_RESTART
-from liveupdates.hub.session import Session, websocket_session
-
-log = logging.getLogger(__name__)
+from liveupdates.hub.limits import Refused
+from liveupdates.hub.protocol import CLOSE_POLICY, CLOSE_RESTART, CLOSE_TRY_AGAIN
+from liveupdates.hub.session import Session, session_failed, websocket_session
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -25,9 +23,22 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     if hub.shutting_down:
         await websocket.close(CLOSE_RESTART, RESTART_REASON)
         return
-    await websocket.accept()
+    address = websocket.client.host if websocket.client else "unknown"
+    try:
+        hub.limits.acquire(address)
+    except Refused as exc:
+        # Accepted first so the client reads the code and when to retry (a refused handshake
+        # would only say 403).
+        await websocket.accept()
+        await websocket.close(CLOSE_TRY_AGAIN, exc.message)
+        return
+    try:
+        await websocket.accept()
+    except BaseException:
+        hub.limits.release(address)
+        raise
     conn = WebSocketConnection(websocket, hub.settings.hub_send_queue)
-    async with websocket_session(hub, conn) as session:
+    async with websocket_session(hub, conn, address) as session:
         reader = asyncio.create_task(_read(websocket, session, conn))
         try:
             await conn.run_writer()
@@ -52,7 +63,6 @@ async def _read(websocket: WebSocket, session: Session, conn: WebSocketConnectio
                 session.handle_binary()
     except (WebSocketDisconnect, OSError):
         conn.peer_closed(1006)
-    except Exception:
-        # A bug or a store failure must not leave a connection that no longer reads.
-        log.exception("WebSocket session failed")
-        conn.close(1011, "internal error")
+    except Exception as exc:
+        # A store outage or a bug must not leave a connection that no longer reads.
+        session_failed(session.hub, conn, exc)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import socket
 from collections.abc import Callable
 from http import HTTPStatus
@@ -29,11 +28,10 @@ from liveupdates.hub.connection import (
     write_text_frame,
 )
 from liveupdates.hub.core import RESTART_REASON, Hub
+from liveupdates.hub.limits import Refused
 from liveupdates.hub.origins import OriginPolicy
-from liveupdates.hub.protocol import CLOSE_RESTART
-from liveupdates.hub.session import Session, websocket_session
-
-log = logging.getLogger(__name__)
+from liveupdates.hub.protocol import CLOSE_RESTART, CLOSE_TRY_AGAIN
+from liveupdates.hub.session import Session, session_failed, websocket_session
 
 PATH = "/v1/ws"
 
@@ -83,8 +81,12 @@ class WebsocketsConnection(QueuedConnection):
                 for text in self._take(WRITE_BATCH):
                     if self.close_code is not None:
                         return
-                    if not self._direct(text):
-                        await self.ws.send(text)  # waits for room: the queue absorbs meanwhile
+                    # Waits for room, the queue absorbing meanwhile; a client that takes
+                    # nothing for SEND_TIMEOUT is closed with 4008.
+                    if not self._direct(text) and not await self.send_within_deadline(
+                        self.ws.send(text)
+                    ):
+                        return
         except Exception:  # ConnectionClosed, or the transport failed: the peer is gone
             self.peer_closed(1006)
         finally:
@@ -98,11 +100,17 @@ class WebsocketsConnection(QueuedConnection):
             self._closer = asyncio.get_running_loop().create_task(self._send_close())
 
     async def _send_close(self) -> None:
-        with contextlib.suppress(Exception):
-            # websockets' own close_timeout bounds the handshake; this bounds the rest.
+        try:
+            # The close frame goes into the transport at once (a client that reads on gets
+            # it); then websockets waits for room without a deadline of its own, so bound it
+            # and abort: that frees what the kernel and the transport hold for this client.
             await asyncio.wait_for(
                 self.ws.close(self.close_code or 1000, self.close_reason), CLOSE_TIMEOUT
             )
+        except TimeoutError:
+            self.ws.transport.abort()
+        except Exception:  # the peer went away meanwhile: nothing to close
+            pass
 
     async def finish(self) -> None:
         """After the handler read its last frame: let the close frame go, stop the writer."""
@@ -135,9 +143,16 @@ async def _handle(hub: Hub, ws: ServerConnection) -> None:
     if hub.shutting_down:
         await ws.close(CLOSE_RESTART, RESTART_REASON)
         return
+    remote = ws.remote_address
+    address = str(remote[0]) if remote else "unknown"
+    try:
+        hub.limits.acquire(address)
+    except Refused as exc:
+        await ws.close(CLOSE_TRY_AGAIN, exc.message)
+        return
     conn = WebsocketsConnection(ws, hub.settings.hub_send_queue)
     try:
-        async with websocket_session(hub, conn) as session:
+        async with websocket_session(hub, conn, address) as session:
             await _read(ws, session, conn)
     finally:
         await conn.finish()
@@ -155,10 +170,9 @@ async def _read(ws: ServerConnection, session: Session, conn: WebsocketsConnecti
                 session.handle_binary()
     except ConnectionClosed:
         pass
-    except Exception:
-        # A bug or a store failure must not leave a connection that no longer reads.
-        log.exception("WebSocket session failed")
-        conn.close(1011, "internal error")
+    except Exception as exc:
+        # A store outage or a bug must not leave a connection that no longer reads.
+        session_failed(session.hub, conn, exc)
     finally:
         conn.peer_closed(ws.close_code if ws.close_code is not None else 1006)
 

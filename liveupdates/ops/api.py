@@ -26,13 +26,14 @@ from liveupdates.feeds.config import SELF_PLACEHOLDER, derived_feed_id
 from liveupdates.models import FeedConfig, WebSubSubscription
 from liveupdates.netguard import AddressPolicy, AddressRefused
 from liveupdates.netguard.transport import check_url_address
-from liveupdates.ops.auth import AuthError, configured_tokens, token_name
+from liveupdates.ops.auth import AuthError, FailureThrottle, configured_tokens, token_name
 from liveupdates.ops.control import Control, UnknownFeed
 from liveupdates.ops.feeds import ApiError, changed_fields, feed_json, new_feed, patched_feed
 from liveupdates.ops.openapi import openapi_schema
 from liveupdates.settings import Settings
 from liveupdates.store.base import Store
 from liveupdates.store.websub import WebSubStore
+from liveupdates.validate import is_decimal, valid_text
 from liveupdates.websub.lease import websub_view
 
 log = logging.getLogger("liveupdates.admin")
@@ -66,15 +67,32 @@ class AdminApi:
         self.control = control
         self.tokens = configured_tokens(settings)
         self.policy = AddressPolicy.allowing(settings.fetch_allow_networks)
+        self.failures = FailureThrottle()
 
     # -- plumbing ----------------------------------------------------------------------------
 
     def endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
+            address = request.client.host if request.client else "unknown"
+            now = time.monotonic()
+            wait = self.failures.retry_after(address, now)
+            if wait is not None:
+                return JSONResponse(
+                    {
+                        "error": {
+                            "code": "rate_limited",
+                            "message": f"too many refused tokens; retry in {wait} s",
+                        }
+                    },
+                    status_code=429,
+                    headers={"Retry-After": str(wait)},
+                )
             try:
                 actor = token_name(self.tokens, request.headers.get("authorization"))
                 return await handler(request, actor)
             except AuthError as exc:
+                if exc.status == 401:
+                    self.failures.failed(address, now)
                 return error_response(exc.status, exc.code, exc.message)
             except ApiError as exc:
                 return error_response(exc.status, exc.code, exc.message)
@@ -144,7 +162,8 @@ class AdminApi:
     async def create_feed(self, request: Request, actor: str) -> Response:
         body = await self._body(request)
         url = body.get("url") if isinstance(body, dict) else None
-        default_id = derived_feed_id(url) if isinstance(url, str) else ""
+        # Only from a url new_feed will accept; it refuses the rest with a clear 400.
+        default_id = derived_feed_id(url) if isinstance(url, str) and valid_text(url) else ""
         feed = new_feed(body, self.settings, await self.store.list_feeds(), default_id)
         await self._check_address(feed.url)
         await self.store.upsert_feed(feed)
@@ -201,12 +220,9 @@ class AdminApi:
 
     async def audit(self, request: Request, actor: str) -> Response:
         raw = request.query_params.get("limit", "100")
-        try:
-            limit = int(raw)
-        except ValueError:
-            raise ApiError(
-                400, "bad_request", f"limit must be a whole number, got {raw!r}"
-            ) from None
+        if not is_decimal(raw.strip()) or len(raw.strip()) > 9:
+            raise ApiError(400, "bad_request", f"limit must be a whole number, got {raw[:40]!r}")
+        limit = int(raw)
         if not 1 <= limit <= MAX_AUDIT_LIMIT:
             raise ApiError(422, "invalid_limit", f"limit must be between 1 and {MAX_AUDIT_LIMIT}")
         return JSONResponse({"audit": await self.store.list_audit(limit)})

@@ -16,10 +16,13 @@ from typing import Any
 from liveupdates.feeds.config import FEED_ID_RE, FeedError, check_interval, check_url
 from liveupdates.models import FeedConfig, FeedHealth
 from liveupdates.settings import Settings
+from liveupdates.validate import InvalidInput, check_text, parse_number
 
 DEFAULT_INTERVAL = 60.0
 CREATE_FIELDS = {"url", "id", "title", "interval_seconds", "paused", "adaptive", "websub"}
 PATCH_FIELDS = {"url", "title", "interval_seconds", "paused", "adaptive", "websub"}
+# Longest url, id or title accepted (ids are further limited by their pattern).
+MAX_TEXT = 4096
 
 
 class ApiError(Exception):
@@ -40,14 +43,18 @@ def _check_shape(body: Any, allowed: set[str]) -> Mapping[str, Any]:
             "bad_request",
             f"unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})",
         )
-    if "url" in body and not isinstance(body["url"], str):
-        raise ApiError(400, "bad_request", "url must be a string")
-    if "title" in body and body["title"] is not None and not isinstance(body["title"], str):
-        raise ApiError(400, "bad_request", "title must be a string or null")
-    if "interval_seconds" in body:
-        value = body["interval_seconds"]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ApiError(400, "bad_request", "interval_seconds must be a number of seconds")
+    try:
+        for name in ("url", "id"):
+            if name in body:
+                check_text(body[name], name, max_length=MAX_TEXT)
+        if "title" in body and body["title"] is not None:
+            if not isinstance(body["title"], str):
+                raise InvalidInput("title must be a string or null")
+            check_text(body["title"], "title", max_length=MAX_TEXT)
+        if "interval_seconds" in body:
+            parse_number(body["interval_seconds"], "interval_seconds (seconds)")
+    except InvalidInput as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
     for flag in ("paused", "adaptive", "websub"):
         if flag in body and not isinstance(body[flag], bool):
             raise ApiError(400, "bad_request", f"{flag} must be true or false")

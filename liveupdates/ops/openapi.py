@@ -19,8 +19,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    """References to the shared error responses; every endpoint may answer 401 and 503."""
-    return {str(c): {"$ref": f"#/components/responses/E{c}"} for c in (*codes, 401, 503)}
+    """References to the shared error responses; every endpoint may answer 401, 429 and 503."""
+    return {str(c): {"$ref": f"#/components/responses/E{c}"} for c in (*codes, 401, 429, 503)}
 
 
 _ID = {"name": "feed_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -308,7 +308,8 @@ def openapi_schema() -> dict[str, Any]:
                     409: "Duplicate id or url",
                     413: "Body over 64 KiB",
                     422: "Value not acceptable (out of bounds, malformed id, refused address)",
-                    503: "Admin API disabled: no token configured",
+                    429: "Too many refused tokens from this address; see Retry-After",
+                    503: "Admin API disabled (no token configured), or the store is unavailable",
                 }.items()
             },
         },

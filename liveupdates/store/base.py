@@ -193,4 +193,8 @@ class ChannelLogs(Protocol):
 class Store(FeedStore, StoryStore, ChannelLogs, AuditLog, Protocol):
     """Every part, as each backend implements them all over one connection."""
 
+    async def ping(self) -> None:
+        """A cheap read-only round trip; raises if the backend cannot answer (health checks)."""
+        ...
+
     async def close(self) -> None: ...

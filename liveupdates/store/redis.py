@@ -596,6 +596,9 @@ class RedisStore:
             if fields and (body := fields.get("e", fields.get(b"e"))) is not None
         ]
 
+    async def ping(self) -> None:
+        await self.client.ping()
+
     async def close(self) -> None:
         if self._owns_client:
             await self.client.aclose()

@@ -548,6 +548,9 @@ class SQLiteStore:
         )
         return [LogEntry(channel, seq, json.loads(text)) for seq, text in rows]
 
+    async def ping(self) -> None:
+        await self._run_read(lambda c: c.execute("SELECT 1").fetchone())
+
     async def close(self) -> None:
         def close(c: sqlite3.Connection) -> None:
             self._closed = True

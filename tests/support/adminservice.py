@@ -6,7 +6,7 @@ It runs in a thread with its own event loop, so sync tests (the browser's Playwr
 tests (httpx, subprocesses) can both use it, and stopping it and starting another on the same
 file is a real restart.
 
-    with AdminService(tmp_path / "lu.sqlite3", admin_token="s3cret") as svc:
+    with AdminService(tmp_path / "lu.sqlite3", admin_token="s3cret-0123456789") as svc:
         httpx.get(svc.url("/v1/admin/feeds"), headers=svc.auth)
 """
 

@@ -8,6 +8,8 @@ Fixtures:
 - `start_hub_server`: `await start_hub_server(**settings_overrides, log_retention=...)` for more
   (each is stopped at teardown). With `websockets_transport=True`, /v1/ws is also served by the
   `websockets` library's own server (hub/wsserver.py) on a second port, and `ws_url` points there.
+  With `redis=(url, prefix)` it runs in Redis mode instead (RedisStore + RedisBus under that
+  prefix; the caller's `redis_prefix` fixture cleans up).
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from liveupdates.bus import InMemoryBus
+from liveupdates.bus.base import Bus
 from liveupdates.hub import create_app, make_server
 from liveupdates.hub.app import HubServer
 from liveupdates.hub.core import Hub
 from liveupdates.models import LogEntry, Snapshot, StoredVersion, feed_channel, story_channel
 from liveupdates.settings import Settings
+from liveupdates.store.base import Store
 from liveupdates.store.sqlite import SQLiteStore
 from tests.support.uvicorn_serving import bound_socket, serve_until_started
 
@@ -43,8 +47,8 @@ class HubServerHandle:
     def __init__(
         self,
         settings: Settings,
-        store: SQLiteStore,
-        bus: InMemoryBus,
+        store: Store,
+        bus: Bus,
         *,
         websockets_transport: bool = False,
     ) -> None:
@@ -183,19 +187,34 @@ StartHub = Callable[..., Awaitable[HubServerHandle]]
 
 @pytest.fixture
 async def start_hub_server(tmp_path: Path) -> AsyncIterator[StartHub]:
-    handles: list[tuple[HubServerHandle, SQLiteStore]] = []
+    handles: list[tuple[HubServerHandle, Store]] = []
 
     async def start(
-        *, log_retention: int | None = None, websockets_transport: bool = False, **overrides: Any
+        *,
+        log_retention: int | None = None,
+        websockets_transport: bool = False,
+        redis: tuple[str, str] | None = None,
+        **overrides: Any,
     ) -> HubServerHandle:
         values = {**TEST_SETTINGS, **overrides}
         if log_retention:
             values["log_retention"] = log_retention
         settings = dataclasses.replace(Settings(), data_dir=str(tmp_path), **values)
-        store = SQLiteStore(tmp_path / f"hub{len(handles)}.sqlite3", log_retention=log_retention)
-        handle = HubServerHandle(
-            settings, store, InMemoryBus(store), websockets_transport=websockets_transport
-        )
+        store: Store
+        bus: Bus
+        if redis is not None:
+            from liveupdates.bus.redis import RedisBus
+            from liveupdates.store.redis import RedisStore
+
+            url, prefix = redis
+            store = RedisStore(url, prefix=prefix, log_retention=log_retention)
+            bus = RedisBus(url, store, backoff_max=0.5)
+        else:
+            store = SQLiteStore(
+                tmp_path / f"hub{len(handles)}.sqlite3", log_retention=log_retention
+            )
+            bus = InMemoryBus(store)
+        handle = HubServerHandle(settings, store, bus, websockets_transport=websockets_transport)
         handles.append((handle, store))
         await handle.start()
         return handle

@@ -58,6 +58,48 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_redis_server(port: int, workdir: str) -> subprocess.Popen[bytes] | None:
+    """A throwaway redis-server on 127.0.0.1:`port` (no persistence), answering PING; None if
+    there is no redis-server binary or it did not start within 10 s. The caller stops it."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while not _answers_ping(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_redis_server(proc)
+            return None
+        time.sleep(0.05)
+    return proc
+
+
+def stop_redis_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     env = os.environ.get(ENV_VAR)
@@ -69,45 +111,15 @@ def redis_url() -> Iterator[str]:
     if _answers_ping(DEFAULT_URL):
         yield DEFAULT_URL
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail(NO_REDIS, pytrace=False)
     with tempfile.TemporaryDirectory(prefix="lu-redis-") as workdir:
         port = _free_port()
-        proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                workdir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"redis://127.0.0.1:{port}/0"
+        proc = start_redis_server(port, workdir)
+        if proc is None:
+            pytest.fail(f"redis-server did not start on port {port}. {NO_REDIS}", pytrace=False)
         try:
-            deadline = time.monotonic() + 10
-            while not _answers_ping(url):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(
-                        f"redis-server did not start on port {port}. {NO_REDIS}", pytrace=False
-                    )
-                time.sleep(0.05)
-            yield url
+            yield f"redis://127.0.0.1:{port}/0"
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_redis_server(proc)
 
 
 def delete_prefix(url: str, prefix: str) -> int:
