@@ -23,13 +23,13 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import diffbench, polling, wsbench
+from bench import diffbench, polling, websub, wsbench
 from bench.proc import ROOT
 from bench.stats import ratio
 from bench.wsbench import Phase
 
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("fanout", "capacity", "e2e", "diff", "polling")
+BENCHMARKS = ("fanout", "capacity", "e2e", "diff", "polling", "websub")
 # How each hub server kind serves /v1/ws, as the table names it ("hub": the ASGI endpoint).
 TRANSPORTS = {"hub": " (uvicorn)", "hubws": " (websockets server, hub_ws_port)"}
 
@@ -41,6 +41,7 @@ def sizes(quick: bool) -> dict[str, Any]:
             "capacity": 1000,
             "e2e": {"n": 100, "changes": 15, "interval": 0.2},
             "polling": {"n": 200, "rounds": 2},
+            "websub": {"n": 100, "changes": 15, "interval": 0.2},
         }
     return {
         # Fixed rates give ~20k messages/s: well under capacity, so latency is not queueing.
@@ -51,6 +52,7 @@ def sizes(quick: bool) -> dict[str, Any]:
         "capacity": 10000,
         "e2e": {"n": 1000, "changes": 40, "interval": 0.25},
         "polling": {"n": 1000, "rounds": 4},
+        "websub": {"n": 1000, "changes": 40, "interval": 0.25},
     }
 
 
@@ -94,6 +96,9 @@ def run(selected: list[str], quick: bool) -> dict[str, Any]:
     if "polling" in selected:
         print(f"polling: {plan['polling']['n']} feeds ...", flush=True)
         out["polling"] = polling.run(**plan["polling"])
+    if "websub" in selected:
+        print(f"websub: {plan['websub']['n']} clients ...", flush=True)
+        out["websub"] = websub.websub_session(**plan["websub"])
     return out
 
 
@@ -222,6 +227,22 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
                     "",
                 )
             )
+    push = results.get("websub")
+    if push:
+        p, q = push["push"], push["poll"]
+        r99 = ratio(p["p99_ms"], q["p99_ms"])
+        lost = p["expected"] - p["received"]
+        table.append(
+            (
+                f"websub, {push['clients']} clients: hub POST -> receipt p50 / p99 ms"
+                " (baseline: poll fetch end -> receipt, same run)",
+                f"{_fmt(p['p50_ms'])} / {_fmt(p['p99_ms'])}" + (f" ({lost} lost)" if lost else ""),
+                f"{_fmt(q['p50_ms'])} / {_fmt(q['p99_ms'])}",
+                f"{r99:.2f} (p99)",
+                "p99 <= 50 ms",
+                "yes" if p["p99_ms"] <= 50 and not lost else "NO",
+            )
+        )
     diff = results.get("diff")
     if diff:
         for name, label, target in (

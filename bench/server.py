@@ -309,8 +309,10 @@ async def run_hub(
         return {"clients": len(app.state.hub.connections)}
 
     from bench.e2e_server import E2E
+    from bench.websub_server import WebSubBench
 
     e2e = E2E(store, bus)
+    websub = WebSubBench(e2e, backends.websub, app, http_port)
     try:
         await command_loop(
             out,
@@ -320,6 +322,8 @@ async def run_hub(
                 "e2e_setup": e2e.setup,
                 "e2e_poll": e2e.poll,
                 "e2e_republish": e2e.republish,
+                "websub_setup": websub.setup,
+                "websub_push": websub.push,
                 **TRACE_COMMANDS,
             },
             max_seconds=max_seconds,
@@ -335,6 +339,7 @@ async def run_hub(
             await asyncio.wait_for(serving, 20)
         except (TimeoutError, Exception):
             serving.cancel()
+        await websub.close()
         await e2e.close()
         await backends.close()
         tmp.cleanup()

@@ -26,6 +26,8 @@ from liveupdates.models import FeedConfig, FetchState, LogEntry, PollOutcome, Sn
 from liveupdates.store.base import Store, VersionConflict
 
 Publish = Callable[[list[LogEntry]], Awaitable[None]]
+# (feed, final URL, response headers, parsed feed) after a fetch that parsed (WebSub discovery)
+OnFetched = Callable[[FeedConfig, str, Mapping[str, str], ParsedFeed], None]
 
 log = logging.getLogger("liveupdates.ingest")
 
@@ -73,8 +75,11 @@ class Ingestor:
         publish: Publish | None = None,
         flipflop_window: float = 600.0,
         self_url: str | None = None,
+        on_fetched: OnFetched | None = None,
     ) -> None:
         self.store = store
+        # Called after each fetch that parsed (not for pushed bodies); must not block.
+        self.on_fetched = on_fetched
         self.fetcher = fetcher
         self.publish = publish
         self.flipflop_window = flipflop_window
@@ -99,7 +104,9 @@ class Ingestor:
         own = self.self_url if feed.url.startswith(SELF_PLACEHOLDER) else None
         result = await self.fetcher.fetch(url, state, exempt_origin=own)
         new_state = next_fetch_state(state, result, now=time.time())
-        return await self._read_and_store(feed, started, state, new_state, result, url)
+        return await self._read_and_store(
+            feed, started, state, new_state, result, url, on_read=self.on_fetched
+        )
 
     async def ingest(self, feed: FeedConfig, body: bytes, headers: Mapping[str, str]) -> PollReport:
         """A body of the feed that came without a fetch (a WebSub push): everything a poll does
@@ -123,14 +130,19 @@ class Ingestor:
         new_state: FetchState,
         result: FetchResult,
         url: str,
+        *,
+        on_read: OnFetched | None = None,
     ) -> PollReport:
-        """Parse, normalise, match, compare, store and publish what a fetch (or push) brought."""
+        """Parse, normalise, match, compare, store and publish what a fetch (or push) brought.
+        `on_read` sees the parsed feed first when it parsed."""
         parsed = None
         read: list[tuple[Snapshot, str]] = []
         if result.status == "ok" and result.body is not None:
             parsed, read = await asyncio.to_thread(
                 read_feed, result.body, result.headers, result.url or url, feed.id
             )
+            if not parsed.error and on_read is not None:
+                on_read(feed, result.url or url, result.headers, parsed)
             if parsed.error:
                 # Forget the validators: a 304 next time would hide that the feed is still broken.
                 new_state = replace(

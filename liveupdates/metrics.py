@@ -70,6 +70,34 @@ PUBLISH_TO_SEND = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=REGISTRY,
 )
+WEBSUB_PUSHES = Counter(
+    "liveupdates_websub_pushes",
+    "WebSub content pushes received, by result (ok, bad_signature, unknown, too_large).",
+    ["result"],
+    registry=REGISTRY,
+)
+WEBSUB_SUBSCRIPTIONS = Counter(
+    "liveupdates_websub_subscription_events",
+    "WebSub subscription events, by event (requested, verified, denied, failed, renewed, "
+    "unsubscribe_requested, unsubscribed, lapsed).",
+    ["event"],
+    registry=REGISTRY,
+)
+WEBSUB_PUSH_RESULTS = ("ok", "bad_signature", "unknown", "too_large")
+WEBSUB_EVENTS = (
+    "requested",
+    "verified",
+    "denied",
+    "failed",
+    "renewed",
+    "unsubscribe_requested",
+    "unsubscribed",
+    "lapsed",
+)
+for _name in WEBSUB_PUSH_RESULTS:
+    WEBSUB_PUSHES.labels(_name)
+for _name in WEBSUB_EVENTS:
+    WEBSUB_SUBSCRIPTIONS.labels(_name)
 
 TRANSPORTS = ("ws", "sse")
 for _transport in TRANSPORTS:
@@ -165,6 +193,14 @@ def frame_sent(event: Mapping[str, Any], ws: int, sse: int) -> None:
             except ValueError:
                 return
             publish_to_send(time.time() - made)
+
+
+def websub_push(result: str) -> None:
+    WEBSUB_PUSHES.labels(result).inc()
+
+
+def websub_event(event: str) -> None:
+    WEBSUB_SUBSCRIPTIONS.labels(event).inc()
 
 
 def slow_client_dropped() -> None:

@@ -84,6 +84,7 @@ class FeedConfig:
     title: str | None = None
     paused: bool = False
     adaptive: bool = True
+    websub: bool = True  # subscribe at the feed's WebSub hub when it advertises one
 
 
 @dataclass(slots=True)
@@ -148,3 +149,39 @@ def story_channel(story_id: str) -> str:
 
 def feed_channel(feed_id: str) -> str:
     return f"feed:{feed_id}"
+
+
+# -- WebSub (liveupdates/websub/, docs/websub.md) ------------------------------------------
+
+# pending: asked the hub, not verified yet; active: verified, until `expires_at`; denied: the hub
+# said no; failed: the hub could not be reached or refused (`reason`); unsubscribing: we asked
+# the hub to stop (kept until the hub verifies, so its unsubscribe check can be answered).
+SubState = Literal["pending", "active", "denied", "failed", "unsubscribing"]
+
+
+@dataclass(slots=True)
+class WebSubSubscription:
+    feed_id: str
+    hub: str
+    topic: str
+    secret: str = field(repr=False)  # never in a log line
+    token: str = field(repr=False)
+    state: SubState = "pending"
+    reason: str | None = None
+    lease_seconds: int = 0  # asked for, or granted once active
+    expires_at: float | None = None  # unix; set while active
+    requested_at: float = 0.0  # unix time of the last request sent to the hub
+    # Counters, kept by record_push only (put never changes them).
+    pushes: int = 0
+    bad_signatures: int = 0
+    last_push_at: str | None = None
+
+
+@dataclass(slots=True)
+class PushedBody:
+    """A verified pushed body waiting for the worker that ingests it."""
+
+    feed_id: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    received_at: float = 0.0

@@ -56,9 +56,11 @@ def build_app(
     routes: list[BaseRoute] = [
         *page_routes(),
         *admin_page_routes(),
-        *admin_routes(settings, backends.store, control),
+        *admin_routes(settings, backends.store, control, backends.websub),
         metrics_route(),
     ]
+    if settings.public_url:
+        routes.extend(_websub_routes(settings, backends, control))
     if settings.hub_demo:
         from liveupdates.demo.feed import demo_routes
 
@@ -85,6 +87,20 @@ def build_app(
         lifespan=poller,
         ws_host=ws_host,
         ws_sock=ws_sock,
+    )
+
+
+def _websub_routes(settings: Settings, backends: Backends, control: PollControl) -> list[BaseRoute]:
+    """The WebSub callback. Where this process runs the scheduler (`serve`) a verified push goes
+    straight to its `ingest_pushed`; elsewhere (a `web` process, or `serve` still starting) it is
+    queued in the store for a worker's WebSub manager."""
+    from liveupdates.websub.callback import Deliver, websub_routes
+
+    def local() -> Deliver | None:
+        return control.poller.ingest_pushed if control.poller is not None else None
+
+    return websub_routes(
+        backends.websub, backends.store, max_body_bytes=settings.fetch_max_body_bytes, local=local
     )
 
 

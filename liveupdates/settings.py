@@ -52,6 +52,9 @@ class Settings:
     # Prometheus metrics of `worker` on their own port (on hub_host); 0: off. `web` and `serve`
     # serve /metrics on their HTTP port instead.
     metrics_port: int = 0
+    # the service's public base URL (https://live.example.org): WebSub callbacks live under it;
+    # None: WebSub is off and every feed is polled
+    public_url: str | None = None
 
     # [poll]
     poll_min_interval: float = 2.0
@@ -97,6 +100,12 @@ class Settings:
     limits_connections_per_address: int = 5000
     limits_requests_per_second_per_address: float = 200.0  # public REST routes
 
+    # [websub]
+    # while a push subscription is active the feed is still polled this often (a safety net for
+    # a hub that stopped sending), never faster than the feed's own interval
+    websub_fallback_interval: float = 900.0
+    websub_lease_seconds: int = 86400  # lease asked of hubs (they may grant another)
+
     @property
     def sqlite_path(self) -> Path:
         return Path(self.data_dir) / "liveupdates.sqlite3"
@@ -113,7 +122,7 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}
-_TABLES = ("poll", "fetch", "log", "hub", "limits")
+_TABLES = ("poll", "fetch", "log", "hub", "limits", "websub")
 # Shorter admin tokens are refused at start: they can be guessed over the network.
 MIN_ADMIN_TOKEN_LENGTH = 16
 
@@ -225,6 +234,14 @@ def _check(settings: Settings) -> Settings:
         ("redis://", "rediss://", "unix://")
     ):
         raise SettingsError("setting redis_url must start with redis://, rediss:// or unix://")
+    if settings.public_url is not None and not settings.public_url.startswith(
+        ("http://", "https://")
+    ):
+        raise SettingsError("setting public_url must start with http:// or https://")
+    if settings.websub_fallback_interval <= 0:
+        raise SettingsError("setting websub_fallback_interval must be > 0")
+    if not 60 <= settings.websub_lease_seconds <= 365 * 86400:
+        raise SettingsError("setting websub_lease_seconds must be between 60 and 31536000")
     if "{" in settings.redis_prefix or "}" in settings.redis_prefix:
         # braces would act as a Redis Cluster hash tag and break the per-feed key layout
         raise SettingsError("setting redis_prefix must not contain '{' or '}'")

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.redis_server",
     "tests.support.browser",
     "tests.support.served",
+    "tests.support.websubhub",
 ]

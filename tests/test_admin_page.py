@@ -83,6 +83,8 @@ def test_admin_page_lists_feeds_flags_failures_and_changes_them(
     expect(bad).to_have_class("failing", timeout=WAIT_MS)
     expect(bad.locator(".badge")).to_have_text("failing")
     expect(bad.locator(".error")).to_contain_text("500")
+    # WebSub is off in this service (no public_url): the page says so for every feed.
+    expect(good.locator(".websub")).to_have_text("WebSub: off")
     expect(good).to_have_class("ok", timeout=WAIT_MS)
     colour = "el => getComputedStyle(el).backgroundColor"
     assert bad.evaluate(colour) != good.evaluate(colour)

@@ -239,6 +239,7 @@ def test_relative_and_table() -> None:
         "consecutive_errors": 3,
         "last_error": "HTTP 500",
         "stories": 0,
+        "websub": {"state": "active", "pushes": 3, "bad_signatures": 1},
     }
     text = feeds_table(
         [
@@ -264,6 +265,8 @@ def test_relative_and_table() -> None:
         "error",
         "3",
         "0",
+        "active",
+        "3/1",
         "HTTP",
         "500",
     ]

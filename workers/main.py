@@ -12,6 +12,8 @@ from liveupdates.backends import Backends, Signal, SignalKind, open_backends
 from liveupdates.metrics import start_metrics_server
 from liveupdates.runtime import seed_feeds, self_url_from_env
 from liveupdates.settings import Settings
+from liveupdates.websub.client import make_hub_client
+from liveupdates.websub.manager import WebSubManager
 from workers.poller import FeedScheduler
 
 log = logging.getLogger("liveupdates.worker")
@@ -26,7 +28,14 @@ async def running_poller(
     The feed list is read once at start and again on each `Signal.FEEDS` (an ops change, from any
     process) or `RESYNC` (notices may have been missed, e.g. Redis restarted); never on a timer.
     """
-    scheduler = FeedScheduler.for_process(settings, backends, self_url=self_url)
+    websub = make_websub_manager(settings, backends)
+    scheduler = FeedScheduler.for_process(
+        settings,
+        backends,
+        self_url=self_url,
+        on_fetched=websub.on_fetched if websub else None,
+        poll_floor=websub.poll_floor if websub else None,
+    )
     following: asyncio.Task[None] | None = None
     try:
         # Listen before the first read, so a change made in between is not missed.
@@ -35,7 +44,11 @@ async def running_poller(
             scheduler.start()
             following = asyncio.create_task(_follow(scheduler, backends, signals))
             try:
-                yield scheduler
+                async with contextlib.AsyncExitStack() as stack:
+                    if websub is not None:
+                        websub.deliver = scheduler.ingest_pushed
+                        await stack.enter_async_context(websub.running())
+                    yield scheduler
             finally:
                 following.cancel()
         # Closing the listener ends the follower even if a read blocked in a client library
@@ -46,6 +59,13 @@ async def running_poller(
         if following is not None and not following.done():
             following.cancel()
         await scheduler.aclose()
+
+
+def make_websub_manager(settings: Settings, backends: Backends) -> WebSubManager | None:
+    """The WebSub subscriber of this poller process; None (WebSub off) without public_url."""
+    if not settings.public_url:
+        return None
+    return WebSubManager(settings, backends, make_hub_client(settings))
 
 
 async def _follow(

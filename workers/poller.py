@@ -44,7 +44,7 @@ from liveupdates.backends import Backends, Claims, Grant, Signal, SignalKind, le
 from liveupdates.backends.sqlite import LocalClaims
 from liveupdates.feeds.fetch import Fetcher
 from liveupdates.feeds.schedule import plan_next_poll
-from liveupdates.ingest import Ingestor, PollReport
+from liveupdates.ingest import Ingestor, OnFetched, PollReport
 from liveupdates.models import FeedConfig
 from liveupdates.runtime import make_fetcher
 from liveupdates.settings import Settings
@@ -83,8 +83,11 @@ class FeedScheduler:
         claims: Claims | None = None,
         lease_seconds: float = 30.0,
         announce: Callable[[Signal], Awaitable[None]] | None = None,
+        poll_floor: Callable[[FeedConfig], float | None] | None = None,
     ) -> None:
         self.ingestor = ingestor
+        # The shortest wait after a poll of a feed a WebSub hub pushes; None: poll as usual.
+        self.poll_floor = poll_floor
         self.claims: Claims = claims if claims is not None else LocalClaims()
         self.announce = announce  # tells a waiting "poll now" (another process) its poll ended
         self._fetcher: Fetcher | None = None  # closed by aclose() when built here
@@ -108,9 +111,16 @@ class FeedScheduler:
 
     @classmethod
     def for_process(
-        cls, settings: Settings, backends: Backends, *, self_url: str | None = None
+        cls,
+        settings: Settings,
+        backends: Backends,
+        *,
+        self_url: str | None = None,
+        on_fetched: OnFetched | None = None,
+        poll_floor: Callable[[FeedConfig], float | None] | None = None,
     ) -> FeedScheduler:
-        """The process's one scheduler, with its one Fetcher and Ingestor (closed by aclose)."""
+        """The process's one scheduler, with its one Fetcher and Ingestor (closed by aclose).
+        `on_fetched` and `poll_floor` are the WebSub manager's hooks (discovery, slow polls)."""
         fetcher = make_fetcher(settings)
         scheduler = cls(
             Ingestor(
@@ -119,6 +129,7 @@ class FeedScheduler:
                 publish=backends.bus.publish,
                 flipflop_window=settings.poll_flipflop_window,
                 self_url=self_url,
+                on_fetched=on_fetched,
             ),
             jitter=settings.poll_jitter,
             max_backoff=settings.poll_max_backoff,
@@ -127,6 +138,7 @@ class FeedScheduler:
             claims=backends.claims,
             lease_seconds=lease_for(settings.fetch_total_timeout),
             announce=backends.signals.send,
+            poll_floor=poll_floor,
         )
         scheduler._fetcher = fetcher
         return scheduler
@@ -468,4 +480,7 @@ class FeedScheduler:
             jitter=self.jitter,
         )
         self._pace[feed.id] = plan.pace
-        return plan.delay
+        floor = self.poll_floor(feed) if self.poll_floor is not None else None
+        # A pushed feed is polled only as a safety net: slowly, until its hub stops (the WebSub
+        # manager then requests a poll at once, and the floor is gone).
+        return plan.delay if floor is None else max(plan.delay, floor)

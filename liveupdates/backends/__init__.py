@@ -1,8 +1,8 @@
 """The backends a process runs on, chosen once, by URL (encode/broadcaster's `_backends` is the
 model): `sqlite://...` (the embedded default: SQLite, in-memory bus) or `redis://...` (scale-out).
 
-Every process (`serve`, `web`, `worker`, `poll`) gets its store, bus, claims and signals from
-`open_backends`; nothing else knows which backend it talks to. Backend modules are imported only
+Every process (`serve`, `web`, `worker`, `poll`) gets its store, bus, claims, signals and WebSub
+part from `open_backends`; nothing else knows which backend it talks to. Backend modules are imported only
 when chosen, so an embedded process never loads the Redis client.
 """
 

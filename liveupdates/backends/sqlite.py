@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from liveupdates.backends.base import Backends, Grant, Signal
 from liveupdates.bus.memory import InMemoryBus
 from liveupdates.store.sqlite import SQLiteStore
+from liveupdates.store.websub_sqlite import SQLiteWebSubStore
 
 
 def open_backends(url: str, *, log_retention: int | None, prefix: str) -> Backends:
@@ -21,6 +22,7 @@ def open_backends(url: str, *, log_retention: int | None, prefix: str) -> Backen
         bus=InMemoryBus(store),
         claims=LocalClaims(),
         signals=LocalSignals(),
+        websub=SQLiteWebSubStore(store),
     )
 
 

@@ -64,7 +64,7 @@ def check_interval(seconds: Any, settings: Settings) -> float:
 
 def validate_feed(data: Mapping[str, Any], settings: Settings) -> FeedConfig:
     """Turn one `[[feeds]]` table (or an admin API body) into a FeedConfig, or raise FeedError."""
-    allowed = {"id", "url", "interval_seconds", "title", "paused", "adaptive"}
+    allowed = {"id", "url", "interval_seconds", "title", "paused", "adaptive", "websub"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise FeedError(f"unknown field {unknown[0]!r}")
@@ -80,7 +80,7 @@ def validate_feed(data: Mapping[str, Any], settings: Settings) -> FeedConfig:
     title = data.get("title")
     if title is not None and not isinstance(title, str):
         raise FeedError(f"feed {feed_id}: title must be a string")
-    for flag in ("paused", "adaptive"):
+    for flag in ("paused", "adaptive", "websub"):
         if flag in data and not isinstance(data[flag], bool):
             raise FeedError(f"feed {feed_id}: {flag} must be true or false")
     try:
@@ -91,6 +91,7 @@ def validate_feed(data: Mapping[str, Any], settings: Settings) -> FeedConfig:
             title=title,
             paused=bool(data.get("paused", False)),
             adaptive=bool(data.get("adaptive", True)),
+            websub=bool(data.get("websub", True)),
         )
     except FeedError as exc:
         raise FeedError(f"feed {feed_id}: {exc}") from None

@@ -34,6 +34,8 @@ class ParsedFeed:
     warning: str | None = None
     error: str | None = None
     version: str = ""
+    # (rel, href) of the feed's own links (atom:link, also inside RSS): WebSub discovery reads them
+    links: list[tuple[str, str]] = field(default_factory=list)
 
 
 def parse_feed(body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
@@ -68,12 +70,22 @@ def parse_feed(body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
         bozo=bozo,
         warning=warning,
         version=str(result.get("version", "") or ""),
+        links=_links(feed_meta),
     )
     # `version` is feedparser's verdict that it saw RSS, Atom or RDF; an HTML page or JSON gets
     # none, even though the loose parser may still pull "feed" fields out of it.
     if not entries and (broken or not parsed.version):
         parsed.error = f"not a feed: {_no_feed_reason(body, warning)}"
     return parsed
+
+
+def _links(feed_meta: Any) -> list[tuple[str, str]]:
+    found = []
+    for link in feed_meta.get("links") or []:
+        rel, href = link.get("rel"), link.get("href")
+        if isinstance(rel, str) and isinstance(href, str) and href:
+            found.append((rel, href))
+    return found
 
 
 def _no_feed_reason(body: bytes, warning: str | None) -> str:

@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 from liveupdates import metrics
 from liveupdates.events import utcnow_iso
 from liveupdates.feeds.config import SELF_PLACEHOLDER, derived_feed_id
+from liveupdates.models import FeedConfig, WebSubSubscription
 from liveupdates.netguard import AddressPolicy, AddressRefused
 from liveupdates.netguard.transport import check_url_address
 from liveupdates.ops.auth import AuthError, FailureThrottle, configured_tokens, token_name
@@ -31,7 +32,9 @@ from liveupdates.ops.feeds import ApiError, changed_fields, feed_json, new_feed,
 from liveupdates.ops.openapi import openapi_schema
 from liveupdates.settings import Settings
 from liveupdates.store.base import Store
+from liveupdates.store.websub import WebSubStore
 from liveupdates.validate import is_decimal, valid_text
+from liveupdates.websub.lease import websub_view
 
 log = logging.getLogger("liveupdates.admin")
 
@@ -51,9 +54,16 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 
 
 class AdminApi:
-    def __init__(self, settings: Settings, store: Store, control: Control) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        control: Control,
+        websub: WebSubStore | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
+        self.websub = websub  # None: no WebSub part (every feed shows "off")
         self.control = control
         self.tokens = configured_tokens(settings)
         self.policy = AddressPolicy.allowing(settings.fetch_allow_networks)
@@ -102,7 +112,13 @@ class AdminApi:
         health = await self.store.feed_health(feed_id)
         if health is None:
             raise ApiError(404, "not_found", f"no feed with id {feed_id!r}")
-        return feed_json(health)
+        sub = await self.websub.get(feed_id) if self.websub is not None else None
+        return feed_json(health, self._websub_view(health.config, sub))
+
+    def _websub_view(self, feed: FeedConfig, sub: WebSubSubscription | None) -> dict[str, Any]:
+        return websub_view(
+            sub, time.time(), enabled=bool(self.settings.public_url), opted_in=feed.websub
+        )
 
     async def _audit(self, actor: str, action: str, feed_id: str, **details: Any) -> None:
         record = {"at": utcnow_iso(), "actor": actor, "action": action, "feed_id": feed_id}
@@ -138,8 +154,17 @@ class AdminApi:
     # -- handlers ----------------------------------------------------------------------------
 
     async def list_feeds(self, request: Request, actor: str) -> Response:
-        # One read for every feed's health: the admin page asks every few seconds per open tab.
-        return JSONResponse({"feeds": [feed_json(h) for h in await self.store.feeds_health()]})
+        # One read for every feed's health and one for every subscription: the admin page asks
+        # every few seconds per open tab.
+        subs = {s.feed_id: s for s in await self.websub.subscriptions()} if self.websub else {}
+        return JSONResponse(
+            {
+                "feeds": [
+                    feed_json(h, self._websub_view(h.config, subs.get(h.config.id)))
+                    for h in await self.store.feeds_health()
+                ]
+            }
+        )
 
     async def create_feed(self, request: Request, actor: str) -> Response:
         body = await self._body(request)
@@ -224,9 +249,12 @@ async def _unknown(request: Request) -> Response:
     )
 
 
-def admin_routes(settings: Settings, store: Store, control: Control) -> list[BaseRoute]:
-    """Every /v1/admin route, with full paths."""
-    api = AdminApi(settings, store, control)
+def admin_routes(
+    settings: Settings, store: Store, control: Control, websub: WebSubStore | None = None
+) -> list[BaseRoute]:
+    """Every /v1/admin route, with full paths; `websub` (the backends' WebSub part) for the
+    feeds' WebSub state."""
+    api = AdminApi(settings, store, control, websub)
     e = api.endpoint
     feed = PREFIX + "/feeds/{feed_id}"
     return [

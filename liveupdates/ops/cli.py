@@ -81,6 +81,13 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
+def websub_cell(w: dict[str, Any] | None) -> str:
+    """WebSub state for the table: 'active 12/0' (pushes received / bad signatures)."""
+    if not w or w.get("state", "off") == "off":
+        return "off"
+    return f"{w['state']} {w.get('pushes', 0)}/{w.get('bad_signatures', 0)}"
+
+
 def feeds_table(feeds: list[dict[str, Any]], now: datetime | None = None) -> str:
     if not feeds:
         return "no feeds"
@@ -99,6 +106,7 @@ def feeds_table(feeds: list[dict[str, Any]], now: datetime | None = None) -> str
                 h["last_result"] or "-",
                 str(h["consecutive_errors"]),
                 str(h["stories"]),
+                websub_cell(h.get("websub")),
                 error or feed["url"],
             ]
         )
@@ -111,6 +119,7 @@ def feeds_table(feeds: list[dict[str, Any]], now: datetime | None = None) -> str
         "RESULT",
         "ERRORS",
         "STORIES",
+        "WEBSUB",
         "URL / LAST ERROR",
     ]
     return table(rows, header)
@@ -137,6 +146,13 @@ def feed_detail(feed: dict[str, Any]) -> str:
         ("stories", str(h["stories"])),
         ("etag", h["etag"] or "-"),
         ("last-modified", h["last_modified"] or "-"),
+    ]
+    w = h.get("websub") or {"summary": "off"}
+    pairs += [
+        ("websub", w["summary"] + (f" ({w['reason']})" if w.get("reason") else "")),
+        ("hub", w.get("hub") or "-"),
+        ("last push", f"{relative(w.get('last_push_at'))} ({w.get('last_push_at') or '-'})"),
+        ("pushes", f"{w.get('pushes', 0)} received, {w.get('bad_signatures', 0)} bad signatures"),
     ]
     return "\n".join(f"{k + ':':<15}{v}" for k, v in pairs)
 
@@ -244,6 +260,8 @@ def cmd_add(client: AdminClient, args: argparse.Namespace) -> None:
         body["paused"] = True
     if args.fixed:
         body["adaptive"] = False
+    if args.no_websub:
+        body["websub"] = False
     data = client.request("POST", "/v1/admin/feeds", body)
     _print(
         args,
@@ -262,8 +280,13 @@ def cmd_set(client: AdminClient, args: argparse.Namespace) -> None:
         body["title"] = args.title
     if args.adaptive is not None:
         body["adaptive"] = args.adaptive
+    if args.websub is not None:
+        body["websub"] = args.websub
     if not body:
-        raise FeedsCliError("nothing to set: give --every, --url, --title, --adaptive or --fixed")
+        raise FeedsCliError(
+            "nothing to set: give --every, --url, --title, --adaptive, --fixed, --websub"
+            " or --no-websub"
+        )
     data = client.request("PATCH", _feed_path(args.id), body)
     h = data["health"]
     _print(
@@ -371,6 +394,9 @@ def add_feeds_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--fixed", action="store_true", help="poll exactly every interval (no adaptive pace)"
     )
+    p.add_argument(
+        "--no-websub", action="store_true", help="never subscribe at the feed's WebSub hub"
+    )
     p = command("set", "change a feed's interval, URL, title or mode", cmd_set)
     p.add_argument("id")
     p.add_argument("--every", type=parse_duration, default=None, help="interval: 10s, 5m, 1h")
@@ -379,6 +405,16 @@ def add_feeds_parser(subparsers: Any) -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--adaptive", dest="adaptive", action="store_const", const=True, default=None)
     mode.add_argument("--fixed", dest="adaptive", action="store_const", const=False)
+    push = p.add_mutually_exclusive_group()
+    push.add_argument(
+        "--websub",
+        dest="websub",
+        action="store_const",
+        const=True,
+        default=None,
+        help="subscribe at the feed's WebSub hub when it names one (the default)",
+    )
+    push.add_argument("--no-websub", dest="websub", action="store_const", const=False)
     for name, paused in (("pause", True), ("resume", False)):
         p = command(name, f"{name} polling a feed", _pauser(paused))
         p.add_argument("id")

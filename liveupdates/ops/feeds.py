@@ -19,8 +19,8 @@ from liveupdates.settings import Settings
 from liveupdates.validate import InvalidInput, check_text, parse_number
 
 DEFAULT_INTERVAL = 60.0
-CREATE_FIELDS = {"url", "id", "title", "interval_seconds", "paused", "adaptive"}
-PATCH_FIELDS = {"url", "title", "interval_seconds", "paused", "adaptive"}
+CREATE_FIELDS = {"url", "id", "title", "interval_seconds", "paused", "adaptive", "websub"}
+PATCH_FIELDS = {"url", "title", "interval_seconds", "paused", "adaptive", "websub"}
 # Longest url, id or title accepted (ids are further limited by their pattern).
 MAX_TEXT = 4096
 
@@ -55,7 +55,7 @@ def _check_shape(body: Any, allowed: set[str]) -> Mapping[str, Any]:
             parse_number(body["interval_seconds"], "interval_seconds (seconds)")
     except InvalidInput as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
-    for flag in ("paused", "adaptive"):
+    for flag in ("paused", "adaptive", "websub"):
         if flag in body and not isinstance(body[flag], bool):
             raise ApiError(400, "bad_request", f"{flag} must be true or false")
     return body
@@ -104,6 +104,7 @@ def new_feed(
         title=data.get("title"),
         paused=data.get("paused", False),
         adaptive=data.get("adaptive", True),
+        websub=data.get("websub", True),
     )
     existing = list(existing)
     if any(other.id == feed.id for other in existing):
@@ -129,7 +130,7 @@ def patched_feed(
         _check_unique_url(changes["url"], feed.id, existing)
     if "interval_seconds" in data:
         changes["interval_seconds"] = _interval(data["interval_seconds"], settings)
-    for name in ("title", "paused", "adaptive"):
+    for name in ("title", "paused", "adaptive", "websub"):
         if name in data:
             changes[name] = data[name]
     return replace(feed, **changes)
@@ -153,7 +154,9 @@ def feed_status(health: FeedHealth) -> str:
     return "ok"
 
 
-def feed_json(health: FeedHealth) -> dict[str, Any]:
+def feed_json(health: FeedHealth, websub: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A feed and its health as the API shows it; `websub` is its WebSub view
+    (liveupdates/websub/lease.py `websub_view`), "off" when not given."""
     config, last = health.config, health.last_poll
     return {
         "id": config.id,
@@ -162,6 +165,7 @@ def feed_json(health: FeedHealth) -> dict[str, Any]:
         "interval_seconds": config.interval_seconds,
         "paused": config.paused,
         "adaptive": config.adaptive,
+        "websub": config.websub,
         "health": {
             "status": feed_status(health),
             "next_poll_at": None if config.paused else health.next_poll_at,
@@ -176,5 +180,6 @@ def feed_json(health: FeedHealth) -> dict[str, Any]:
             "stories": health.stories,
             "etag": health.fetch.etag,
             "last_modified": health.fetch.last_modified,
+            "websub": websub if websub is not None else {"state": "off", "summary": "off"},
         },
     }

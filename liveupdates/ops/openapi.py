@@ -53,6 +53,22 @@ _SCHEMAS: dict[str, Any] = {
             "stories": {"type": "integer", "description": "stories of this feed tracked"},
             "etag": {"type": ["string", "null"], "description": "validator in use"},
             "last_modified": {"type": ["string", "null"], "description": "validator in use"},
+            "websub": _ref("WebSub"),
+        },
+    },
+    "WebSub": {
+        "type": "object",
+        "description": "push subscription at the feed's WebSub hub (docs/websub.md)",
+        "properties": {
+            "state": {"enum": ["off", "pending", "active", "denied", "failed"]},
+            "summary": {"type": "string", "description": "e.g. 'active until ...'"},
+            "reason": {"type": ["string", "null"]},
+            "hub": {"type": ["string", "null"]},
+            "topic": {"type": ["string", "null"]},
+            "active_until": {"type": ["string", "null"], "format": "date-time"},
+            "last_push_at": {"type": ["string", "null"], "format": "date-time"},
+            "pushes": {"type": "integer"},
+            "bad_signatures": {"type": "integer"},
         },
     },
     "Feed": {
@@ -64,6 +80,7 @@ _SCHEMAS: dict[str, Any] = {
             "interval_seconds": {"type": "number"},
             "paused": {"type": "boolean"},
             "adaptive": {"type": "boolean"},
+            "websub": {"type": "boolean"},
             "health": _ref("FeedHealth"),
         },
     },
@@ -86,6 +103,7 @@ _SCHEMAS: dict[str, Any] = {
             },
             "paused": {"type": "boolean", "default": False},
             "adaptive": {"type": "boolean", "default": True},
+            "websub": {"type": "boolean", "default": True},
         },
     },
     "FeedChange": {
@@ -98,6 +116,7 @@ _SCHEMAS: dict[str, Any] = {
             "interval_seconds": {"type": "number"},
             "paused": {"type": "boolean"},
             "adaptive": {"type": "boolean"},
+            "websub": {"type": "boolean"},
         },
     },
     "PollOutcome": {

@@ -100,6 +100,17 @@ async function act(work, done) {
   }
 }
 
+function websubText(w) {
+  if (!w) return "WebSub: off";
+  let text = "WebSub: " + w.summary;
+  if (w.state !== "off" || w.pushes) {
+    text += " · " + w.pushes + " pushes" +
+      (w.last_push_at ? " (last " + relative(w.last_push_at) + ")" : "") +
+      " · " + w.bad_signatures + " bad signatures";
+  }
+  return text;
+}
+
 function feedRow(feed) {
   const h = feed.health;
   const id = feed.id;
@@ -115,6 +126,8 @@ function feedRow(feed) {
   if (h.consecutive_errors > 0 && h.last_error) {
     status.append(el("div", { className: "error", textContent: h.last_error }));
   }
+  status.append(el("div", { className: "sub websub", textContent: websubText(h.websub),
+    title: (h.websub && h.websub.reason) || "" }));
   row.append(status);
 
   const input = el("input", { className: "every-input", value: formatDuration(feed.interval_seconds),
