@@ -166,6 +166,9 @@ async def subscribed(
     feed_server.set("/feed.xml", feed_body(BRIDGE[:2], hub=hub.url, topic=topic))
     service = await start_service(gazette(feed_server, interval_seconds=60), **overrides)
     sub = await service.active()
+    # The service records the subscription when it answers the challenge; the hub records it
+    # only once that answer has reached it, so wait for both sides before publishing.
+    await until(lambda: hub.active(topic), 10, "the hub never recorded the subscription")
     return service, sub, topic
 
 
