@@ -185,3 +185,25 @@ class PushedBody:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
     received_at: float = 0.0
+
+
+# -- device push ---------------------------------------------------------------------------------
+
+Platform = Literal["webpush", "apns", "fcm"]
+PLATFORMS: tuple[Platform, ...] = ("webpush", "apns", "fcm")
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A registered device: where its notifications go.
+
+    `address` is the Web Push endpoint URL, or the APNs / FCM token. `keys` holds the Web Push
+    subscription's `p256dh` and `auth` (base64url, as the browser gives them); empty otherwise.
+    `environment` is "production" or "sandbox" for APNs, None for the others.
+    """
+
+    id: str
+    platform: Platform
+    address: str
+    keys: dict[str, str] = field(default_factory=dict)
+    environment: str | None = None
