@@ -106,6 +106,34 @@ class Settings:
     websub_fallback_interval: float = 900.0
     websub_lease_seconds: int = 86400  # lease asked of hubs (they may grant another)
 
+    # [push] device push (docs/push.md)
+    # Web Push endpoint hosts a registration may name ("*.x" matches subdomains of x); an entry
+    # "127.0.0.1:9000" (loopback address and port) also allows plain http there, for tests
+    push_webpush_hosts: tuple[str, ...] = (
+        "fcm.googleapis.com",
+        "updates.push.services.mozilla.com",
+        "*.push.apple.com",
+        "*.notify.windows.com",
+    )
+    push_register_per_minute: int = 10  # POST /v1/devices per client address
+    push_max_subscriptions: int = 200  # channels one device may follow
+    push_device_ttl_days: float = 60.0  # forget devices without delivery or API call this long
+    push_min_gap: float = 60.0  # seconds between notifications per device and story; 0: off
+    push_max_attempts: int = 5  # sends of one notification before it is counted failed
+    push_ttl: int = 86400  # seconds a push service keeps an undelivered notification
+    push_scan_interval: float = 1.0  # seconds between looks at the followed channels' logs
+    push_concurrency: int = 64  # sends in flight per dispatcher process
+    push_vapid_private_key: str | None = None  # PEM; None: generated once, kept in the store
+    push_vapid_subject: str | None = None  # mailto: or https: URL; None: public_url or a mailto
+    push_apns_key_file: str | None = None  # .p8 token-signing key; APNs is off without it
+    push_apns_key_id: str | None = None
+    push_apns_team_id: str | None = None
+    push_apns_topic: str | None = None  # the app's bundle id
+    push_apns_url: str = "https://api.push.apple.com"
+    push_apns_sandbox_url: str = "https://api.sandbox.push.apple.com"
+    push_fcm_credentials_file: str | None = None  # service account JSON; FCM is off without it
+    push_fcm_url: str = "https://fcm.googleapis.com"
+
     @property
     def sqlite_path(self) -> Path:
         return Path(self.data_dir) / "liveupdates.sqlite3"
@@ -120,9 +148,28 @@ class Settings:
     def retention(self) -> int | None:
         return self.log_retention or None
 
+    @property
+    def apns_configured(self) -> bool:
+        return all(
+            (
+                self.push_apns_key_file,
+                self.push_apns_key_id,
+                self.push_apns_team_id,
+                self.push_apns_topic,
+            )
+        )
+
+    @property
+    def fcm_configured(self) -> bool:
+        return bool(self.push_fcm_credentials_file)
+
+    @property
+    def vapid_subject(self) -> str:
+        return self.push_vapid_subject or self.public_url or "mailto:push@liveupdates.invalid"
+
 
 _FIELDS = {f.name: f for f in fields(Settings)}
-_TABLES = ("poll", "fetch", "log", "hub", "limits", "websub")
+_TABLES = ("poll", "fetch", "log", "hub", "limits", "websub", "push")
 # Shorter admin tokens are refused at start: they can be guessed over the network.
 MIN_ADMIN_TOKEN_LENGTH = 16
 
@@ -202,6 +249,11 @@ def _check(settings: Settings) -> Settings:
         "hub_rate_burst",
         "limits_connections",
         "limits_connections_per_address",
+        "push_register_per_minute",
+        "push_max_subscriptions",
+        "push_max_attempts",
+        "push_concurrency",
+        "push_ttl",
     ):
         if getattr(settings, name) < 1:
             raise SettingsError(f"setting {name} must be >= 1")
@@ -242,6 +294,17 @@ def _check(settings: Settings) -> Settings:
         raise SettingsError("setting websub_fallback_interval must be > 0")
     if not 60 <= settings.websub_lease_seconds <= 365 * 86400:
         raise SettingsError("setting websub_lease_seconds must be between 60 and 31536000")
+    for name in ("push_min_gap",):
+        if getattr(settings, name) < 0:
+            raise SettingsError(f"setting {name} must be >= 0 (0 turns it off)")
+    for name in ("push_device_ttl_days", "push_scan_interval"):
+        if not getattr(settings, name) > 0:
+            raise SettingsError(f"setting {name} must be > 0")
+    if not settings.push_webpush_hosts:
+        raise SettingsError("setting push_webpush_hosts must name at least one host")
+    subject = settings.push_vapid_subject
+    if subject is not None and not subject.startswith(("mailto:", "https://")):
+        raise SettingsError("setting push_vapid_subject must start with mailto: or https://")
     if "{" in settings.redis_prefix or "}" in settings.redis_prefix:
         # braces would act as a Redis Cluster hash tag and break the per-feed key layout
         raise SettingsError("setting redis_prefix must not contain '{' or '}'")

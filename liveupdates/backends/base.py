@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from liveupdates.bus.base import Bus
 from liveupdates.store.base import Store
+from liveupdates.store.devices import DeviceStore
 from liveupdates.store.websub import WebSubStore
 
 # Added to the fetch's total timeout to make the lease: the store writes after the fetch, and a
@@ -131,6 +132,7 @@ class Backends:
     claims: Claims
     signals: Signals
     websub: WebSubStore  # WebSub subscriptions and queued pushes, beside the store's data
+    devices: DeviceStore  # device push: devices, subscriptions, the dispatcher's state
 
     async def close(self) -> None:
         """Close every part, last first (the bus reads the store, so the store closes last)."""

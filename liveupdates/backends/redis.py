@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from liveupdates.backends.base import Backends, Grant, Signal, SignalKind
 from liveupdates.bus.redis import RedisBus
+from liveupdates.store.devices_redis import RedisDeviceStore
 from liveupdates.store.redis import RedisStore
 from liveupdates.store.websub_redis import RedisWebSubStore
 
@@ -29,6 +30,7 @@ def open_backends(url: str, *, log_retention: int | None, prefix: str) -> Backen
         bus=RedisBus(url, store),
         claims=RedisClaims(store.client, prefix),
         signals=RedisSignals(url, prefix),
+        devices=RedisDeviceStore(store),
         websub=RedisWebSubStore(store),
     )
 

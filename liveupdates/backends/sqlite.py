@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from liveupdates.backends.base import Backends, Grant, Signal
 from liveupdates.bus.memory import InMemoryBus
+from liveupdates.store.devices_sqlite import SQLiteDeviceStore
 from liveupdates.store.sqlite import SQLiteStore
 from liveupdates.store.websub_sqlite import SQLiteWebSubStore
 
@@ -22,6 +23,7 @@ def open_backends(url: str, *, log_retention: int | None, prefix: str) -> Backen
         bus=InMemoryBus(store),
         claims=LocalClaims(),
         signals=LocalSignals(),
+        devices=SQLiteDeviceStore(store),
         websub=SQLiteWebSubStore(store),
     )
 
