@@ -1,4 +1,4 @@
-"""The `liveupdates` command: serve, web, worker, poll (and, with the admin API, feeds)."""
+"""The `liveupdates` command: serve, web, worker, push, poll (and, with the admin API, feeds)."""
 
 from __future__ import annotations
 
@@ -90,6 +90,21 @@ async def _poll(settings: Settings, target: str) -> int:
         await backends.close()
 
 
+async def _push(settings: Settings, args: argparse.Namespace) -> int:
+    from liveupdates.push.process import run_push_process, send_test
+
+    if args.action is None:
+        await run_push_process(settings)
+        return 0
+    if not args.device_id:
+        raise CliError("push test needs a DEVICE_ID")
+    result = await send_test(settings, args.device_id)
+    if result.status != "sent":
+        raise CliError(f"test notification not sent: {result.status} {result.detail}".strip())
+    print(f"test notification sent to {args.device_id}")
+    return 0
+
+
 async def _worker(settings: Settings) -> int:
     from workers.main import run_worker
 
@@ -126,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, default=None, help="port (default 8000)")
 
     sub.add_parser("worker", help="run the scheduled poller for every enabled feed")
+
+    p = sub.add_parser(
+        "push",
+        help="run the device-push dispatcher alone; `push test DEVICE_ID` sends a test notification",
+    )
+    p.add_argument("action", nargs="?", choices=["test"], help="test: send one test notification")
+    p.add_argument("device_id", nargs="?", metavar="DEVICE_ID")
 
     p = sub.add_parser("poll", help="poll one feed once and print each event as a JSON line")
     p.add_argument("target", metavar="URL_OR_FEED_ID")
@@ -172,6 +194,8 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(_poll(settings, args.target))
     if args.command == "worker":
         return asyncio.run(_worker(settings))
+    if args.command == "push":
+        return asyncio.run(_push(settings, args))
     return _serve(settings, args, with_poller=args.command == "serve")
 
 

@@ -83,6 +83,36 @@ WEBSUB_SUBSCRIPTIONS = Counter(
     ["event"],
     registry=REGISTRY,
 )
+PUSH_NOTIFICATIONS = Counter(
+    "liveupdates_push_notifications",
+    "Device push notifications handled by this process, by provider and outcome"
+    " (sent, failed, removed: the device was gone).",
+    ["provider", "outcome"],
+    registry=REGISTRY,
+)
+PUSH_DEVICES = Gauge(
+    "liveupdates_push_devices",
+    "Registered push devices, by platform (as last read from the store).",
+    ["platform"],
+    registry=REGISTRY,
+)
+PUSH_QUEUE_DEPTH = Gauge(
+    "liveupdates_push_queue_depth",
+    "(device, story) notifications waiting to be sent (as last read from the store).",
+    registry=REGISTRY,
+)
+PUSH_OLDEST_PENDING = Gauge(
+    "liveupdates_push_oldest_pending_seconds",
+    "How long the most overdue waiting notification has been due (0: none overdue).",
+    registry=REGISTRY,
+)
+PUSH_PROVIDERS = ("webpush", "apns", "fcm")
+PUSH_OUTCOMES = ("sent", "failed", "removed")
+for _provider in PUSH_PROVIDERS:
+    PUSH_DEVICES.labels(_provider)
+    for _outcome in PUSH_OUTCOMES:
+        PUSH_NOTIFICATIONS.labels(_provider, _outcome)
+
 WEBSUB_PUSH_RESULTS = ("ok", "bad_signature", "unknown", "too_large")
 WEBSUB_EVENTS = (
     "requested",
@@ -205,6 +235,17 @@ def websub_event(event: str) -> None:
 
 def slow_client_dropped() -> None:
     SLOW_CLIENTS_DROPPED.inc()
+
+
+def push_outcome(provider: str, outcome: str) -> None:
+    PUSH_NOTIFICATIONS.labels(provider, outcome).inc()
+
+
+def push_state(devices: Mapping[str, int], depth: int, oldest_pending_seconds: float) -> None:
+    for platform in PUSH_PROVIDERS:
+        PUSH_DEVICES.labels(platform).set(devices.get(platform, 0))
+    PUSH_QUEUE_DEPTH.set(depth)
+    PUSH_OLDEST_PENDING.set(oldest_pending_seconds)
 
 
 # -- reading -----------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from liveupdates.metrics import metrics_route
 from liveupdates.ops.api import admin_page_routes, admin_routes
 from liveupdates.ops.control import PollControl
 from liveupdates.polling import RunPoller
+from liveupdates.push.api import push_routes
+from liveupdates.push.service import RunPush, admin_push_routes, key_source, run_dispatcher
 from liveupdates.runtime import seed_feeds
 from liveupdates.settings import Settings
 
@@ -46,16 +48,23 @@ def build_app(
     backends: Backends,
     *,
     run_poller: RunPoller | None = None,
+    run_push: RunPush | None = None,
     self_url: str,
     ws_host: str | None = None,
     ws_sock: socket.socket | None = None,
 ) -> Starlette:
     """The full app. With `run_poller`, the process's scheduler runs inside the app's lifespan
-    (`liveupdates serve`); without, polls are left to the workers (`liveupdates web`)."""
+    (`liveupdates serve`); without, polls are left to the workers (`liveupdates web`). With
+    `run_push`, so does the device-push dispatcher (`serve`; else `liveupdates push` does).
+    `app.state.push` is the running dispatcher, or None."""
     control = PollControl(backends, wait_seconds=settings.fetch_total_timeout + 5)
     routes: list[BaseRoute] = [
         *page_routes(),
         *admin_page_routes(),
+        *push_routes(
+            settings, backends.store, backends.devices, key_source(settings, backends.devices)
+        ),
+        *admin_push_routes(settings, backends.devices),
         *admin_routes(settings, backends.store, control, backends.websub),
         metrics_route(),
     ]
@@ -68,16 +77,20 @@ def build_app(
 
     @contextlib.asynccontextmanager
     async def poller(app: Starlette) -> AsyncIterator[None]:
-        if run_poller is None:
-            yield
-            return
-        await seed_feeds(backends, settings)
-        async with run_poller(settings, backends, self_url=self_url) as scheduler:
-            control.poller = scheduler
-            try:
+        async with contextlib.AsyncExitStack() as stack:
+            app.state.push = None
+            if run_push is not None:
+                app.state.push = await stack.enter_async_context(run_push(settings, backends))
+            if run_poller is None:
                 yield
-            finally:
-                control.poller = None
+                return
+            await seed_feeds(backends, settings)
+            async with run_poller(settings, backends, self_url=self_url) as scheduler:
+                control.poller = scheduler
+                try:
+                    yield
+                finally:
+                    control.poller = None
 
     return create_app(
         settings,
@@ -124,6 +137,8 @@ def serve(
                 settings,
                 backends,
                 run_poller=run_poller,
+                # `serve` (with the poller) sends device push itself; `web` leaves it to `push`.
+                run_push=run_dispatcher if run_poller is not None else None,
                 self_url=f"http://{_url_host(host)}:{port}",
                 ws_host=host,
             )

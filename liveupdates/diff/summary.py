@@ -34,6 +34,11 @@ def _paragraph_counts(hunks: list[dict[str, Any]]) -> tuple[int, int, int]:
     return added, updated, removed
 
 
+def paragraph_counts(hunks: list[dict[str, Any]]) -> tuple[int, int, int]:
+    """(added, updated, removed) paragraphs of a diff's hunks, as the summary counts them."""
+    return _paragraph_counts(hunks)
+
+
 def summarise(d: dict[str, Any]) -> str:
     """E.g. "Headline changed; 2 paragraphs added; 1 paragraph removed"."""
     fields = d.get("fields", {})

@@ -29,7 +29,7 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
 ]
 # Routes anyone may call as often as they like without a connection: the request rate applies.
-RATE_LIMITED_PREFIXES = ("/v1/stories", "/v1/feeds")
+RATE_LIMITED_PREFIXES = ("/v1/stories", "/v1/feeds", "/v1/devices", "/v1/push")
 
 
 def client_address(scope: Scope) -> str:

@@ -1,0 +1,195 @@
+"""The public device-push API (docs/push.md): register devices, follow channels, the VAPID key.
+
+Registration is anonymous (apps have no accounts here), so it is the only thing an anonymous
+caller may create, and it is bounded: a per-address rate (push.register_per_minute), at most
+push.max_subscriptions channels per device. Everything else needs the device's bearer secret,
+kept only as a hash and compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from liveupdates.hub.edge import client_address
+from liveupdates.hub.ratelimit import TokenBucket
+from liveupdates.hub.state import feed_exists
+from liveupdates.push.registration import FieldError, parse_channel, parse_device, parse_notify
+from liveupdates.settings import Settings
+from liveupdates.store.base import Store
+from liveupdates.store.devices import Cursor, DeviceRecord, DeviceStore, SubscriptionLimit
+from liveupdates.validate import plausible_id
+
+MAX_BODY_BYTES = 8192
+MAX_TRACKED_ADDRESSES = 50_000
+
+KeySource = Callable[[], Awaitable[str]]
+
+
+def secret_hash(secret: str) -> str:
+    # The secret is 256 random bits: a plain digest is enough to keep it out of the store.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
+
+
+class RegistrationRate:
+    """POST /v1/devices per client address: `per_minute`, in bursts of as many."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(per_minute)
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def retry_after(self, address: str, now: float) -> int:
+        """0 when allowed (and counted), else whole seconds to wait."""
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            if len(self._buckets) >= MAX_TRACKED_ADDRESSES:
+                self._buckets = {a: b for a, b in self._buckets.items() if not b.full(now)}
+            bucket = self._buckets[address] = TokenBucket(self.rate, self.burst, now)
+        if bucket.take(now):
+            return 0
+        return max(1, math.ceil(1.0 / self.rate))
+
+
+class PushApi:
+    def __init__(
+        self, settings: Settings, store: Store, devices: DeviceStore, public_key: KeySource
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.devices = devices
+        self.public_key = public_key
+        self.rate = RegistrationRate(settings.push_register_per_minute)
+
+    async def _body(self, request: Request, *, optional: bool = False) -> Any:
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            raise FieldError("body", f"is larger than {MAX_BODY_BYTES} bytes")
+        if not raw.strip():
+            if optional:
+                return None
+            raise FieldError("body", "is required (JSON)")
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise FieldError("body", "is not valid JSON") from None
+
+    async def _device(self, request: Request) -> DeviceRecord | JSONResponse:
+        """The device the path names, if the bearer secret is its own."""
+        device_id = request.path_params["device_id"]
+        record = await self.devices.get(device_id) if plausible_id(device_id) else None
+        if record is None:
+            return _error(404, "not_found", "no such device")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        given = given.strip()
+        if scheme.lower() != "bearer" or not given:
+            return _error(401, "unauthorized", "missing bearer secret (Authorization: Bearer ...)")
+        if not hmac.compare_digest(secret_hash(given), record.secret_hash):
+            return _error(401, "unauthorized", "wrong secret for this device")
+        await self.devices.touch(record.device.id, time.time())
+        return record
+
+    async def vapid_public_key(self, request: Request) -> Response:
+        return JSONResponse({"publicKey": await self.public_key()})
+
+    async def register(self, request: Request) -> Response:
+        wait = self.rate.retry_after(client_address(request.scope), time.monotonic())
+        if wait:
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "rate_limited",
+                        "message": f"too many registrations from your address; retry in {wait} s",
+                    }
+                },
+                status_code=429,
+                headers={"Retry-After": str(wait)},
+            )
+        try:
+            device = parse_device(
+                await self._body(request), self.settings, secrets.token_urlsafe(16)
+            )
+        except FieldError as exc:
+            return _error(400, "bad_request", str(exc), field=exc.field)
+        secret = secrets.token_urlsafe(32)
+        device_id = await self.devices.register(device, secret_hash(secret), time.time())
+        return JSONResponse({"device_id": device_id, "secret": secret}, status_code=201)
+
+    async def put_subscription(self, request: Request) -> Response:
+        found = await self._device(request)
+        if isinstance(found, JSONResponse):
+            return found
+        channel = request.path_params["channel"]
+        try:
+            kind, ident = parse_channel(channel)
+            notify = parse_notify(await self._body(request, optional=True))
+        except FieldError as exc:
+            return _error(400, "bad_request", str(exc), field=exc.field)
+        exists = (
+            await self.store.latest(ident) is not None
+            if kind == "story"
+            else await feed_exists(self.store, ident)
+        )
+        if not exists:
+            return _error(404, "not_found", f"no channel {channel[:80]}")
+        # A first follower starts from the log's end: it is told of what happens from now on.
+        bounds = await self.store.log_bounds(channel)
+        await self.devices.init_cursor(channel, Cursor(bounds.epoch, bounds.last))
+        try:
+            await self.devices.subscribe(
+                found.device.id, channel, notify, self.settings.push_max_subscriptions
+            )
+        except SubscriptionLimit as exc:
+            return _error(409, "too_many_subscriptions", str(exc))
+        return JSONResponse({"channel": channel, "notify": notify})
+
+    async def list_subscriptions(self, request: Request) -> Response:
+        found = await self._device(request)
+        if isinstance(found, JSONResponse):
+            return found
+        subs = await self.devices.subscriptions(found.device.id)
+        return JSONResponse({"subscriptions": [{"channel": c, "notify": n} for c, n in subs]})
+
+    async def delete_subscription(self, request: Request) -> Response:
+        found = await self._device(request)
+        if isinstance(found, JSONResponse):
+            return found
+        await self.devices.unsubscribe(found.device.id, request.path_params["channel"])
+        return Response(status_code=204)
+
+    async def delete_device(self, request: Request) -> Response:
+        found = await self._device(request)
+        if isinstance(found, JSONResponse):
+            return found
+        await self.devices.delete(found.device.id)
+        return Response(status_code=204)
+
+
+def push_routes(
+    settings: Settings, store: Store, devices: DeviceStore, public_key: KeySource
+) -> list[BaseRoute]:
+    api = PushApi(settings, store, devices, public_key)
+    device = "/v1/devices/{device_id}"
+    sub = device + "/subscriptions/{channel}"
+    return [
+        Route("/v1/push/vapid-public-key", api.vapid_public_key, methods=["GET"]),
+        Route("/v1/devices", api.register, methods=["POST"]),
+        Route(device, api.delete_device, methods=["DELETE"]),
+        Route(device + "/subscriptions", api.list_subscriptions, methods=["GET"]),
+        Route(sub, api.put_subscription, methods=["PUT"]),
+        Route(sub, api.delete_subscription, methods=["DELETE"]),
+    ]

@@ -1,0 +1,364 @@
+"""The push dispatcher: from the channel logs to the devices that follow them.
+
+Two loops, both on the store only (never on the hub's connections or the poller's loop, so a slow
+push service delays nothing but its own sends):
+
+- **scan**: for every followed channel, read the log after the channel's durable cursor (the same
+  gapless logs the hub replays), turn each event into a `Change`, and merge it into the
+  coalescing state of every follower that wants it, a page of followers at a time. The cursor
+  moves past an event only once every page is merged; merging is idempotent (a state remembers
+  the highest story version it holds), so a dispatcher killed at any point and restarted reads
+  the event again and loses nothing. One process at a time reads a channel (a claim in the
+  store, extended as it goes).
+- **send**: take the states that are due (leased in the store, so with several `push`
+  processes each is sent by one of them), build one notification per (device, story), send it
+  through the device's provider and record the answer: sent (the gap starts), gone (device
+  removed), retry (after Retry-After or a backoff, a bounded number of times, then failed),
+  too large (the body is shortened and sent again).
+
+A send in flight when the process is killed is sent again after its lease: the only repeat
+possible, and it carries the same collapse key, so the device still shows one notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import partial
+
+from liveupdates.models import Device, Platform
+from liveupdates.push import coalesce
+from liveupdates.push.model import Notification, Provider, SendResult
+from liveupdates.push.rules import Change, change_from_event, wants
+from liveupdates.settings import Settings
+from liveupdates.store.base import ChannelLogs
+from liveupdates.store.devices import Cursor, DeviceStore, State, StateKey
+
+log = logging.getLogger("liveupdates.push")
+
+FOLLOWER_PAGE = 500
+LOG_BATCH = 100
+CHANNEL_LEASE = 30.0  # a channel's claim; extended after every page of followers
+SEND_LEASE = 60.0  # a taken state is handed out again after this (its sender died)
+EXPIRE_EVERY = 3600.0
+TOO_LARGE_TRIES = 4
+
+
+@dataclass
+class DispatchStats:
+    """What this process did (the store's counters hold every process's)."""
+
+    entries: int = 0
+    sent: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    removed: dict[str, int] = field(default_factory=dict)
+
+
+Observer = Callable[[str, str], None]  # (provider, outcome): for Prometheus
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        logs: ChannelLogs,
+        devices: DeviceStore,
+        providers: Mapping[Platform, Provider],
+        *,
+        clock: Callable[[], float] = time.time,
+        observe: Observer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.logs = logs
+        self.devices = devices
+        self.providers = dict(providers)
+        self.clock = clock
+        self.observe = observe
+        self.owner = secrets.token_hex(8)
+        self.stats = DispatchStats()
+        self._wake = asyncio.Event()
+        self._slots = {p: asyncio.Semaphore(settings.push_concurrency) for p in self.providers}
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    # -- running ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Scan and send until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._scan_forever())
+            tg.create_task(self._send_forever())
+
+    async def _scan_forever(self) -> None:
+        next_expiry = 0.0
+        while True:
+            try:
+                if self.clock() >= next_expiry:
+                    await self.expire()
+                    next_expiry = self.clock() + EXPIRE_EVERY
+                if await self.scan_once():
+                    self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store is down: try again next round
+                log.warning("push scan failed: %s: %s", type(exc).__name__, str(exc)[:200])
+            await asyncio.sleep(self.settings.push_scan_interval)
+
+    async def _send_forever(self) -> None:
+        while True:
+            try:
+                await self.send_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("push send failed: %s: %s", type(exc).__name__, str(exc)[:200])
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.push_scan_interval)
+
+    async def aclose(self) -> None:
+        for task in tuple(self._inflight):
+            task.cancel()
+        for provider in self.providers.values():
+            with contextlib.suppress(Exception):
+                await provider.aclose()
+
+    async def expire(self) -> int:
+        ttl = self.settings.push_device_ttl_days * 86400
+        removed = await self.devices.expire(self.clock() - ttl)
+        if removed:
+            log.info("push: forgot %d devices not seen for %g days", removed, ttl / 86400)
+        return removed
+
+    # -- scan: logs -> coalescing states ----------------------------------------------------------
+
+    async def scan_once(self) -> int:
+        """Merge every new event of every followed channel; how many events were read."""
+        done = 0
+        for channel in await self.devices.channels():
+            done += await self.scan_channel(channel)
+        self.stats.entries += done
+        return done
+
+    async def scan_channel(self, channel: str) -> int:
+        bounds = await self.logs.log_bounds(channel)
+        cursor = await self.devices.get_cursor(channel)
+        if cursor is None:
+            await self.devices.init_cursor(channel, Cursor(bounds.epoch, bounds.last))
+            return 0
+        if cursor.epoch == bounds.epoch and cursor.seq >= bounds.last:
+            return 0
+        if not await self.devices.claim_channel(channel, self.owner, CHANNEL_LEASE):
+            return 0  # another process reads it now
+        done = 0
+        try:
+            cursor = await self.devices.get_cursor(channel) or cursor
+            if cursor.epoch != bounds.epoch:
+                # The log was lost and restarted: its seqs mean something new. Everything in
+                # the new log is news.
+                log.warning(
+                    "push: %s log restarted (new epoch); reading it from its start", channel
+                )
+                cursor = Cursor(bounds.epoch, max(0, bounds.first - 1))
+                await self.devices.set_cursor(channel, cursor)
+            while cursor.seq < bounds.last:
+                entries = await self.logs.read_log(channel, cursor.seq, LOG_BATCH)
+                if not entries:
+                    break
+                if entries[0].seq != cursor.seq + 1:
+                    log.warning(
+                        "push: %s entries %d-%d were trimmed from the log before they were read",
+                        channel,
+                        cursor.seq + 1,
+                        entries[0].seq - 1,
+                    )
+                for entry in entries:
+                    change = change_from_event(channel, entry.seq, bounds.epoch, entry.event)
+                    if change is not None:
+                        await self._fan_out(channel, change)
+                    cursor = Cursor(bounds.epoch, entry.seq)
+                    await self.devices.set_cursor(channel, cursor)
+                    done += 1
+        finally:
+            await self.devices.release_channel(channel, self.owner)
+        return done
+
+    async def _fan_out(self, channel: str, change: Change) -> None:
+        after: str | None = None
+        gap = self.settings.push_min_gap
+        while True:
+            page = await self.devices.followers(channel, after, FOLLOWER_PAGE)
+            keys = [
+                (f.device_id, change.story_id) for f in page.followers if wants(f.notify, change)
+            ]
+            if keys:
+                await self.devices.update_states(
+                    keys, partial(_merge, change=change, now=self.clock(), gap=gap)
+                )
+            if page.next_after is None:
+                return
+            after = page.next_after
+            await self.devices.claim_channel(channel, self.owner, CHANNEL_LEASE)
+
+    # -- send: coalescing states -> providers ------------------------------------------------------
+
+    async def send_once(self) -> int:
+        """Start sends for what is due (bounded); wait for them; how many were started."""
+        room = 4 * self.settings.push_concurrency - len(self._inflight)
+        if room <= 0:
+            return 0
+        taken = await self.devices.take_due(self.clock(), room, SEND_LEASE)
+        tasks = []
+        for key, state in taken:
+            task = asyncio.create_task(self._deliver(key, state))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            tasks.append(task)
+        if tasks:
+            # Later takes need not wait for slow providers; this round does, so tests and
+            # `push test` see a settled state. New due states wake the loop again.
+            await asyncio.wait(tasks, timeout=self.settings.push_scan_interval)
+        return len(tasks)
+
+    async def drain(self) -> None:
+        """Wait for every send in flight (tests, shutdown)."""
+        while self._inflight:
+            await asyncio.wait(tuple(self._inflight))
+
+    async def _deliver(self, key: StateKey, taken: State) -> None:
+        try:
+            await self._deliver_one(key, taken)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the store went away mid-send: the lease brings it back
+            log.warning("push delivery failed: %s: %s", type(exc).__name__, str(exc)[:200])
+
+    async def _deliver_one(self, key: StateKey, taken: State) -> None:
+        device_id, _ = key
+        if not int(taken.get("n", 0)):
+            await self.devices.update_states([key], lambda _k, s: _nothing_due(s))
+            return
+        record = await self.devices.get(device_id)
+        if record is None:
+            await self.devices.update_states([key], lambda _k, _s: None)
+            return
+        platform = record.device.platform
+        provider = self.providers.get(platform)
+        note = coalesce.notification(taken, ttl=self.settings.push_ttl)
+        if provider is None:
+            result = SendResult("failed", detail=f"{platform} is not configured")
+        else:
+            async with self._slots[platform]:
+                result = await self._send(provider, record.device, note)
+        now = self.clock()
+        status = result.status
+        if status == "sent":
+            await self.devices.update_states(
+                [key], partial(_after_sent, taken=taken, now=now, gap=self.settings.push_min_gap)
+            )
+            await self.devices.touch(device_id, now)
+            await self._count(platform, "sent")
+        elif status == "gone":
+            await self.devices.delete(device_id)
+            await self._count(platform, "removed")
+            log.info("push: %s device %s is gone at its push service; removed", platform, device_id)
+        elif status == "retry" and int(taken.get("tries", 0)) + 1 < self.settings.push_max_attempts:
+            delay = coalesce.retry_delay(int(taken.get("tries", 0)), result.retry_after)
+            await self.devices.update_states(
+                [key], partial(_after_retry, taken=taken, now=now, delay=delay)
+            )
+        else:
+            await self.devices.update_states([key], partial(_after_failed, taken=taken, now=now))
+            await self._count(platform, "failed")
+            log.warning(
+                "push: %s send to device %s failed: %s %s",
+                platform,
+                device_id,
+                status,
+                result.detail[:200],
+            )
+
+    async def _send(self, provider: Provider, device: Device, note: Notification) -> SendResult:
+        limit = coalesce.BODY_LIMIT
+        result = SendResult("failed", detail="not sent")
+        for _ in range(TOO_LARGE_TRIES):
+            try:
+                result = await provider.send(device, note)
+            except Exception as exc:  # a provider must not raise; if one does, try again later
+                return SendResult("retry", detail=f"{type(exc).__name__}: {str(exc)[:200]}")
+            if result.status != "too_large":
+                return result
+            limit = max(coalesce.MIN_BODY, limit // 2)
+            note = replace(
+                note, body=coalesce.cut(note.body, limit), title=coalesce.cut(note.title, limit)
+            )
+        return SendResult("failed", detail="payload too large even when shortened")
+
+    async def _count(self, platform: str, outcome: str) -> None:
+        counts = getattr(self.stats, outcome)
+        counts[platform] = counts.get(platform, 0) + 1
+        await self.devices.count(platform, outcome)
+        if self.observe is not None:
+            self.observe(platform, outcome)
+
+    # -- ops ---------------------------------------------------------------------------------------
+
+    async def send_test(self, device_id: str) -> SendResult:
+        """Send a test notification to one device now (`liveupdates push test DEVICE_ID`)."""
+        record = await self.devices.get(device_id)
+        if record is None:
+            return SendResult("failed", detail=f"no device {device_id}")
+        provider = self.providers.get(record.device.platform)
+        if provider is None:
+            return SendResult("failed", detail=f"{record.device.platform} is not configured")
+        note = Notification(
+            channel="test",
+            seq=0,
+            epoch="test",
+            kind="updated",
+            story_id="liveupdates-test",
+            story_title="liveupdates test",
+            story_url="",
+            title="liveupdates test",
+            body="If you can read this, push notifications reach this device.",
+            ttl=60,
+        )
+        result = await self._send(provider, record.device, note)
+        if result.status == "sent":
+            await self.devices.touch(device_id, self.clock())
+        elif result.status == "gone":
+            await self.devices.delete(device_id)
+            await self._count(record.device.platform, "removed")
+        return result
+
+
+def _merge(
+    _key: StateKey, state: State | None, *, change: Change, now: float, gap: float
+) -> State | None:
+    return coalesce.merge(state, change, now, gap)
+
+
+def _nothing_due(state: State | None) -> State | None:
+    if state is None or int(state.get("n", 0)):
+        return state
+    return {**state, "due": None}
+
+
+def _after_sent(
+    _key: StateKey, state: State | None, *, taken: State, now: float, gap: float
+) -> State | None:
+    return coalesce.after_sent(state, taken, now, gap)
+
+
+def _after_retry(
+    _key: StateKey, state: State | None, *, taken: State, now: float, delay: float
+) -> State | None:
+    return coalesce.after_retry(state, taken, now, delay)
+
+
+def _after_failed(_key: StateKey, state: State | None, *, taken: State, now: float) -> State | None:
+    return coalesce.after_failed(state, taken, now)

@@ -1,0 +1,55 @@
+"""`liveupdates push`: the dispatcher alone (Procfile `push:`), and `liveupdates push test`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from liveupdates.backends import open_backends
+from liveupdates.metrics import start_metrics_server
+from liveupdates.push.model import SendResult
+from liveupdates.push.service import default_providers, run_dispatcher
+from liveupdates.settings import Settings
+
+log = logging.getLogger("liveupdates.push")
+
+
+async def run_push_process(settings: Settings) -> None:
+    """Dispatch until SIGINT / SIGTERM. With Redis, several of these share the work."""
+    stop_metrics = start_metrics_server(settings)
+    backends = open_backends(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        providers = await default_providers(settings, backends)
+        async with run_dispatcher(settings, backends, providers) as dispatcher:
+            assert dispatcher is not None
+            log.info(
+                "push dispatching (%s mode; providers: %s)",
+                backends.mode,
+                ", ".join(sorted(providers)),
+            )
+            await stop.wait()
+    finally:
+        await backends.close()
+        stop_metrics()
+
+
+async def send_test(settings: Settings, device_id: str) -> SendResult:
+    backends = open_backends(settings)
+    try:
+        providers = await default_providers(settings, backends)
+        from liveupdates.push.dispatcher import Dispatcher
+
+        dispatcher = Dispatcher(settings, backends.store, backends.devices, providers)
+        try:
+            return await dispatcher.send_test(device_id)
+        finally:
+            await dispatcher.aclose()
+    finally:
+        await backends.close()

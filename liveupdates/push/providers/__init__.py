@@ -1,0 +1,61 @@
+"""The push providers, built for a process from its settings.
+
+The provider modules (webpush.py, apns.py, fcm.py, vapid.py) are imported only here and only when
+built, so a process that sends nothing never loads their libraries.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+from liveupdates.models import Platform
+from liveupdates.push.hosts import loopback_networks
+from liveupdates.push.model import Provider
+from liveupdates.settings import Settings
+
+
+class VapidKeyLike(Protocol):
+    """What the API and the Web Push provider need of a VAPID key (providers/vapid.VapidKey)."""
+
+    def private_pem(self) -> str: ...
+
+    def public_key_b64url(self) -> str: ...
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(f"liveupdates.push.providers.{name}")
+
+
+def generate_vapid_key() -> VapidKeyLike:
+    key: VapidKeyLike = _module("vapid").VapidKey.generate()
+    return key
+
+
+def load_vapid_key(pem: str) -> VapidKeyLike:
+    key: VapidKeyLike = _module("vapid").VapidKey.from_pem(pem)
+    return key
+
+
+def guard_allow(settings: Settings) -> tuple[str, ...]:
+    """Networks the address guard lets Web Push sends reach besides public addresses: the
+    intranet networks of fetch.allow_networks and the loopback test hosts of push.webpush_hosts."""
+    return tuple(
+        dict.fromkeys(
+            (*settings.fetch_allow_networks, *loopback_networks(settings.push_webpush_hosts))
+        )
+    )
+
+
+def build_providers(settings: Settings, key: VapidKeyLike) -> dict[Platform, Provider]:
+    """Web Push always; APNs and FCM when configured."""
+    providers: dict[Platform, Provider] = {
+        "webpush": _module("webpush").WebPushProvider(
+            key, settings.vapid_subject, guard_allow=guard_allow(settings)
+        )
+    }
+    if settings.apns_configured:
+        providers["apns"] = _module("apns").ApnsProvider(settings)
+    if settings.fcm_configured:
+        providers["fcm"] = _module("fcm").FcmProvider(settings)
+    return providers
