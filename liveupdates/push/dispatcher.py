@@ -47,6 +47,8 @@ CHANNEL_LEASE = 30.0  # a channel's claim; extended after every page of follower
 SEND_LEASE = 60.0  # a taken state is handed out again after this (its sender died)
 EXPIRE_EVERY = 3600.0
 TOO_LARGE_TRIES = 4
+# Store calls of deliveries at once (a Redis client's pool holds 100 connections).
+STORE_SLOTS = 32
 
 
 @dataclass
@@ -83,6 +85,7 @@ class Dispatcher:
         self.stats = DispatchStats()
         self._wake = asyncio.Event()
         self._slots = {p: asyncio.Semaphore(settings.push_concurrency) for p in self.providers}
+        self._store_slots = asyncio.Semaphore(STORE_SLOTS)
         self._inflight: set[asyncio.Task[None]] = set()
 
     # -- running ---------------------------------------------------------------------------------
@@ -208,7 +211,8 @@ class Dispatcher:
 
     async def send_once(self) -> int:
         """Start sends for what is due (bounded); wait for them; how many were started."""
-        room = 4 * self.settings.push_concurrency - len(self._inflight)
+        # Each provider has its own `push_concurrency` slots, so a slow one delays only its sends.
+        room = self.settings.push_concurrency * max(1, len(self.providers)) - len(self._inflight)
         if room <= 0:
             return 0
         taken = await self.devices.take_due(self.clock(), room, SEND_LEASE)
@@ -239,13 +243,14 @@ class Dispatcher:
 
     async def _deliver_one(self, key: StateKey, taken: State) -> None:
         device_id, _ = key
-        if not int(taken.get("n", 0)):
-            await self.devices.update_states([key], lambda _k, s: _nothing_due(s))
-            return
-        record = await self.devices.get(device_id)
-        if record is None:
-            await self.devices.update_states([key], lambda _k, _s: None)
-            return
+        async with self._store_slots:
+            if not int(taken.get("n", 0)):
+                await self.devices.update_states([key], lambda _k, s: _nothing_due(s))
+                return
+            record = await self.devices.get(device_id)
+            if record is None:
+                await self.devices.update_states([key], lambda _k, _s: None)
+                return
         platform = record.device.platform
         provider = self.providers.get(platform)
         note = coalesce.notification(taken, ttl=self.settings.push_ttl)
@@ -254,6 +259,11 @@ class Dispatcher:
         else:
             async with self._slots[platform]:
                 result = await self._send(provider, record.device, note)
+        async with self._store_slots:
+            await self._record(key, taken, platform, result)
+
+    async def _record(self, key: StateKey, taken: State, platform: str, result: SendResult) -> None:
+        device_id, _ = key
         now = self.clock()
         status = result.status
         if status == "sent":
