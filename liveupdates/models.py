@@ -191,6 +191,9 @@ class PushedBody:
 
 Platform = Literal["webpush", "apns", "fcm"]
 PLATFORMS: tuple[Platform, ...] = ("webpush", "apns", "fcm")
+# How a device follows a channel: "major" changes only, or every update (docs/push.md).
+Notify = Literal["major", "all"]
+NOTIFY_VALUES: tuple[Notify, ...] = ("major", "all")
 
 
 @dataclass(frozen=True, slots=True)

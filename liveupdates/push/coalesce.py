@@ -20,9 +20,10 @@ from typing import Any
 
 from liveupdates.push.model import Notification
 from liveupdates.push.rules import Change
-from liveupdates.store.devices import State
 
 MAX_NOTES = 10
+# The per-(device, story) state as the store keeps it (JSON).
+State = dict[str, Any]
 # Longest body sent at first; a provider's "too large" halves it.
 BODY_LIMIT = 180
 MIN_BODY = 16

@@ -12,10 +12,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from liveupdates.models import PLATFORMS, Device, Platform
+from liveupdates.models import NOTIFY_VALUES, PLATFORMS, Device, Notify, Platform
 from liveupdates.push.hosts import endpoint_refusal
 from liveupdates.settings import Settings
-from liveupdates.store.devices import NOTIFY_VALUES, Notify
 from liveupdates.validate import plausible_id
 
 MAX_ENDPOINT_LENGTH = 2048

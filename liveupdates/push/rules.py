@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from liveupdates.diff.summary import paragraph_counts
-from liveupdates.store.devices import Notify
+from liveupdates.models import Notify
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,12 +23,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from liveupdates.models import Device
+from liveupdates.models import NOTIFY_VALUES, Device, Notify
 
-Notify = Literal["major", "all"]
-NOTIFY_VALUES: tuple[Notify, ...] = ("major", "all")
+__all__ = [
+    "NOTIFY_VALUES",
+    "Cursor",
+    "DeviceRecord",
+    "DeviceStore",
+    "Follower",
+    "FollowerPage",
+    "Notify",
+    "QueueStats",
+    "State",
+    "StateKey",
+    "StateUpdate",
+    "SubscriptionLimit",
+]
 StateKey = tuple[str, str]  # (device id, story id)
 State = dict[str, Any]
 # Given a key and its current state (None: none yet), the new state (None: delete it). Pure: a
