@@ -14,7 +14,8 @@ async def vapid_key(settings: Settings, devices: DeviceStore) -> VapidKeyLike:
             return load_vapid_key(settings.push_vapid_private_key)
         except ValueError:
             raise SettingsError(
-                "setting push_vapid_private_key is not a PEM P-256 private key"
+                "setting push_vapid_private_key is neither a PEM P-256 private key nor a"
+                " base64url 32-byte private value"
             ) from None
     pem = await devices.keep_vapid_key(generate_vapid_key().private_pem())
     return load_vapid_key(pem)

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from liveupdates.models import Platform
 from liveupdates.push.hosts import loopback_networks
 from liveupdates.push.model import Provider
-from liveupdates.settings import Settings
+from liveupdates.settings import Settings, SettingsError
 
 
 class VapidKeyLike(Protocol):
@@ -32,8 +32,9 @@ def generate_vapid_key() -> VapidKeyLike:
     return key
 
 
-def load_vapid_key(pem: str) -> VapidKeyLike:
-    key: VapidKeyLike = _module("vapid").VapidKey.from_pem(pem)
+def load_vapid_key(text: str) -> VapidKeyLike:
+    """A PEM key, or the base64url raw private value web-push tools print; ValueError else."""
+    key: VapidKeyLike = _module("vapid").VapidKey.parse(text)
     return key
 
 
@@ -48,14 +49,29 @@ def guard_allow(settings: Settings) -> tuple[str, ...]:
 
 
 def build_providers(settings: Settings, key: VapidKeyLike) -> dict[Platform, Provider]:
-    """Web Push always; APNs and FCM when configured."""
-    providers: dict[Platform, Provider] = {
-        "webpush": _module("webpush").WebPushProvider(
-            key, settings.vapid_subject, guard_allow=guard_allow(settings)
+    """Web Push always; APNs and FCM when configured. A key or credentials file that cannot be
+    used is a SettingsError naming the setting (one line at start, never the key)."""
+    providers: dict[Platform, Provider] = {}
+    try:
+        providers["webpush"] = _module("webpush").WebPushProvider(
+            key,
+            settings.vapid_subject,
+            hosts=settings.push_webpush_hosts,
+            allow_networks=guard_allow(settings),
         )
-    }
-    if settings.apns_configured:
-        providers["apns"] = _module("apns").ApnsProvider(settings)
-    if settings.fcm_configured:
-        providers["fcm"] = _module("fcm").FcmProvider(settings)
+        if settings.apns_configured:
+            providers["apns"] = _module("apns").ApnsProvider(
+                key_file=settings.push_apns_key_file,
+                key_id=settings.push_apns_key_id,
+                team_id=settings.push_apns_team_id,
+                topic=settings.push_apns_topic,
+                url=settings.push_apns_url,
+                sandbox_url=settings.push_apns_sandbox_url,
+            )
+        if settings.fcm_configured:
+            providers["fcm"] = _module("fcm").FcmProvider(
+                credentials_file=settings.push_fcm_credentials_file, url=settings.push_fcm_url
+            )
+    except (ValueError, OSError) as exc:
+        raise SettingsError(f"device push: {exc}") from None
     return providers
