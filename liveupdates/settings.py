@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from liveupdates.netguard.hosts import split_entry
 from liveupdates.netguard.policy import parse_networks
 
 ENV_PREFIX = "LIVEUPDATES_"
@@ -302,6 +303,11 @@ def _check(settings: Settings) -> Settings:
             raise SettingsError(f"setting {name} must be > 0")
     if not settings.push_webpush_hosts:
         raise SettingsError("setting push_webpush_hosts must name at least one host")
+    for entry in settings.push_webpush_hosts:
+        try:
+            split_entry(entry)
+        except ValueError as exc:
+            raise SettingsError(f"setting push_webpush_hosts: {exc}") from None
     subject = settings.push_vapid_subject
     if subject is not None and not subject.startswith(("mailto:", "https://")):
         raise SettingsError("setting push_vapid_subject must start with mailto: or https://")

@@ -8,8 +8,8 @@ import pytest
 
 from liveupdates.diff.engine import diff
 from liveupdates.events import created_event, updated_event
+from liveupdates.netguard.hosts import endpoint_refusal, loopback_networks
 from liveupdates.push import coalesce
-from liveupdates.push.hosts import endpoint_refusal, loopback_networks
 from liveupdates.push.rules import Change, change_from_event, wants
 from tests.support.pushapp import story
 
@@ -32,6 +32,7 @@ DEFAULT_HOSTS = (
         ("https://evilpush.apple.com.example/x", False),
         ("http://fcm.googleapis.com/fcm/send/abc", False),
         ("https://fcm.googleapis.com:8443/fcm/send/abc", False),
+        ("https://fcm.googleapis.com:443/fcm/send/abc", True),
         ("https://user:pw@fcm.googleapis.com/x", False),
         ("http://127.0.0.1:9000/push/1", True),
         ("https://127.0.0.1:9000/push/1", True),
@@ -48,6 +49,15 @@ def test_endpoint_hosts(url: str, allowed: bool) -> None:
 def test_loopback_entries_open_the_guard_for_exactly_those_addresses() -> None:
     assert loopback_networks(DEFAULT_HOSTS) == ("127.0.0.1/32",)
     assert loopback_networks(("10.0.0.1:80", "[::1]:9000")) == ("::1/128",)
+
+
+def test_a_port_entry_allows_https_there_and_http_only_on_loopback() -> None:
+    assert (
+        endpoint_refusal("https://push.intranet.example:8443/x", ["push.intranet.example:8443"])
+        is None
+    )
+    assert endpoint_refusal("http://push.intranet.example:8443/x", ["push.intranet.example:8443"])
+    assert endpoint_refusal("http://[::1]:9000/x", ["[::1]:9000"]) is None
 
 
 def _change(event: dict[str, Any], channel: str = "story:harbour-wall") -> Change:

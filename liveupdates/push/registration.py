@@ -13,7 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from liveupdates.models import NOTIFY_VALUES, PLATFORMS, Device, Notify, Platform
-from liveupdates.push.hosts import endpoint_refusal
+from liveupdates.netguard.hosts import endpoint_refusal
 from liveupdates.settings import Settings
 from liveupdates.validate import plausible_id
 

@@ -10,7 +10,7 @@ import importlib
 from typing import Any, Protocol
 
 from liveupdates.models import Platform
-from liveupdates.push.hosts import loopback_networks
+from liveupdates.netguard.hosts import loopback_networks
 from liveupdates.push.model import Provider
 from liveupdates.settings import Settings, SettingsError
 
