@@ -59,6 +59,11 @@ async def test_serve_dispatches_what_the_api_set_up(tmp_path: Path) -> None:
                     2,
                 )
 
+                # The dispatcher records the answer just after the provider gave it.
+                async def counted() -> bool:
+                    return (await backends.devices.counters()).get("webpush") == {"sent": 1}
+
+                await until(counted, timeout=20)
                 r = await client.get("/v1/admin/push")
                 assert r.status_code == 401
                 auth = {"Authorization": f"Bearer {ADMIN}"}

@@ -114,7 +114,8 @@ class Dispatcher:
     async def _send_forever(self) -> None:
         while True:
             try:
-                await self.send_once()
+                if await self.send_once():
+                    continue  # more may be due already: take them as slots free up
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -210,23 +211,19 @@ class Dispatcher:
     # -- send: coalescing states -> providers ------------------------------------------------------
 
     async def send_once(self) -> int:
-        """Start sends for what is due (bounded); wait for them; how many were started."""
+        """Start sends for what is due, as many as there are free slots (waiting for one when
+        none is free); how many were started. Sends run on: `drain` waits for them."""
         # Each provider has its own `push_concurrency` slots, so a slow one delays only its sends.
-        room = self.settings.push_concurrency * max(1, len(self.providers)) - len(self._inflight)
-        if room <= 0:
-            return 0
+        cap = self.settings.push_concurrency * max(1, len(self.providers))
+        if len(self._inflight) >= cap:
+            await asyncio.wait(tuple(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+        room = cap - len(self._inflight)
         taken = await self.devices.take_due(self.clock(), room, SEND_LEASE)
-        tasks = []
         for key, state in taken:
             task = asyncio.create_task(self._deliver(key, state))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
-            tasks.append(task)
-        if tasks:
-            # Later takes need not wait for slow providers; this round does, so tests and
-            # `push test` see a settled state. New due states wake the loop again.
-            await asyncio.wait(tasks, timeout=self.settings.push_scan_interval)
-        return len(tasks)
+        return len(taken)
 
     async def drain(self) -> None:
         """Wait for every send in flight (tests, shutdown)."""

@@ -5,6 +5,7 @@ Keys (P = prefix + "push:"):
     P dev:<id>              hash    platform, address, keys (JSON), environment, secret, seen
     P addr:<platform>:<address>     str     the device id registered for that address
     P seen                  zset    device id -> last seen (unix), for expiry
+    P platforms             hash    platform -> number of devices
     P subs:<id>             hash    channel -> notify, the device's subscriptions
     P fol:<channel>         zset    "<device id>\t<notify>" at score 0, paged by ZRANGEBYLEX
     P channels              hash    channel -> number of followers
@@ -125,7 +126,8 @@ class RedisDeviceStore:
     async def register(self, device: Device, secret_hash: str, now: float) -> str:
         addr = self._addr(device)
         # SET NX decides which id the address gets, even when two registrations race.
-        await self.client.set(addr, device.id, nx=True)
+        if await self.client.set(addr, device.id, nx=True):
+            await self.client.hincrby(f"{self.p}platforms", device.platform, 1)
         found: Any = await self.client.get(addr)
         device_id: str = found or device.id
         await self.client.hset(
@@ -181,8 +183,8 @@ class RedisDeviceStore:
         if existed:
             addr = f"{self.p}addr:{raw[0]}:{raw[1]}"
             # Only if it still names this device (a re-registration may have replaced it).
-            if await self.client.get(addr) == device_id:
-                await self.client.delete(addr)
+            if await self.client.get(addr) == device_id and await self.client.delete(addr):
+                await self.client.hincrby(f"{self.p}platforms", raw[0], -1)
         return existed
 
     async def expire(self, seen_before: float) -> int:
@@ -193,20 +195,8 @@ class RedisDeviceStore:
         return count
 
     async def platform_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        cursor: Any = 0
-        while True:
-            cursor, scanned = await self.client.zscan(f"{self.p}seen", cursor, count=1000)
-            ids = [str(item[0]) for item in scanned]
-            if ids:
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for device_id in ids:
-                        pipe.hget(f"{self.p}dev:{device_id}", "platform")
-                    for platform in await pipe.execute():
-                        if platform:
-                            counts[platform] = counts.get(platform, 0) + 1
-            if not cursor:
-                return counts
+        raw: Any = await self.client.hgetall(f"{self.p}platforms")
+        return {platform: int(n) for platform, n in raw.items() if int(n) > 0}
 
     # -- subscriptions -------------------------------------------------------------------------------
 
