@@ -308,6 +308,17 @@ def _check(settings: Settings) -> Settings:
             split_entry(entry)
         except ValueError as exc:
             raise SettingsError(f"setting push_webpush_hosts: {exc}") from None
+    apns = (
+        settings.push_apns_key_file,
+        settings.push_apns_key_id,
+        settings.push_apns_team_id,
+        settings.push_apns_topic,
+    )
+    if any(apns) and not all(apns):
+        raise SettingsError(
+            "settings push_apns_key_file, push_apns_key_id, push_apns_team_id and"
+            " push_apns_topic turn APNs on together: set all four or none"
+        )
     subject = settings.push_vapid_subject
     if subject is not None and not subject.startswith(("mailto:", "https://")):
         raise SettingsError("setting push_vapid_subject must start with mailto: or https://")

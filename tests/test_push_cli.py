@@ -43,3 +43,10 @@ def test_bad_push_settings_stop_the_start_with_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "push_vapid_subject" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_apns_half_configured_is_a_start_up_mistake(tmp_path: Path) -> None:
+    done = run(tmp_path, "push", LIVEUPDATES_PUSH_APNS_KEY_ID="ABC123")
+    assert done.returncode == 1
+    assert "set all four or none" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -288,6 +288,13 @@ def openapi_schema() -> dict[str, Any]:
                     "responses": {"200": _json(_ref("Stats"), "Counters"), **_errors()},
                 },
             },
+            "/v1/admin/push": {
+                "get": {
+                    "summary": "Device push: devices per platform, sent / failed / removed per"
+                    " provider, queue depth and oldest pending age (every process; docs/push.md)",
+                    "responses": {"200": {"description": "Push status"}, **_errors()},
+                },
+            },
             "/v1/admin/openapi.json": {
                 "get": {
                     "summary": "This document (no token needed)",
