@@ -165,7 +165,9 @@ class Dispatcher:
                 # The log was lost and restarted: its seqs mean something new. Everything in
                 # the new log is news.
                 log.warning(
-                    "push: %s log restarted (new epoch); reading it from its start", channel
+                    "push: %s log restarted (new epoch); reading it from its start",
+                    channel,
+                    extra={"channel": channel},
                 )
                 cursor = Cursor(bounds.epoch, max(0, bounds.first - 1))
                 await self.devices.set_cursor(channel, cursor)
@@ -179,6 +181,7 @@ class Dispatcher:
                         channel,
                         cursor.seq + 1,
                         entries[0].seq - 1,
+                        extra={"channel": channel},
                     )
                 for entry in entries:
                     change = change_from_event(channel, entry.seq, bounds.epoch, entry.event)
@@ -272,7 +275,12 @@ class Dispatcher:
         elif status == "gone":
             await self.devices.delete(device_id)
             await self._count(platform, "removed")
-            log.info("push: %s device %s is gone at its push service; removed", platform, device_id)
+            log.info(
+                "push: %s device %s is gone at its push service; removed",
+                platform,
+                device_id,
+                extra={"device": device_id, "story": key[1]},
+            )
         elif status == "retry" and int(taken.get("tries", 0)) + 1 < self.settings.push_max_attempts:
             delay = coalesce.retry_delay(int(taken.get("tries", 0)), result.retry_after)
             await self.devices.update_states(
@@ -287,6 +295,7 @@ class Dispatcher:
                 device_id,
                 status,
                 result.detail[:200],
+                extra={"device": device_id, "story": key[1]},
             )
 
     async def _send(self, provider: Provider, device: Device, note: Notification) -> SendResult:
