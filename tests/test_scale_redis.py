@@ -217,7 +217,8 @@ def test_procfile_runs_the_documented_commands() -> None:
     assert commands == {
         "web": "liveupdates web --host 0.0.0.0 --port $PORT",
         "worker": "liveupdates worker",
+        "push": "liveupdates push",
     }
     for command in commands.values():
         argv = command.replace("$PORT", "5000").split()[1:]
-        assert build_parser().parse_args(argv).command in {"web", "worker"}
+        assert build_parser().parse_args(argv).command in {"web", "worker", "push"}
