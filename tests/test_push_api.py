@@ -257,3 +257,17 @@ async def test_first_follower_starts_at_the_logs_end(api: Api) -> None:
     cursor = await api.backends.devices.get_cursor("story:harbour-wall")
     bounds = await api.backends.store.log_bounds("story:harbour-wall")
     assert cursor is not None and (cursor.epoch, cursor.seq) == (bounds.epoch, bounds.last)
+
+
+async def test_a_channel_followed_again_after_a_pause_starts_from_now(api: Api) -> None:
+    device_id, secret = await api.register()
+    await api.put(device_id, secret, "story:harbour-wall")
+    auth = {"Authorization": f"Bearer {secret}"}
+    await api.client.delete(
+        f"/v1/devices/{device_id}/subscriptions/story:harbour-wall", headers=auth
+    )
+    # Nobody follows it while it changes.
+    await publish(api.backends.store, story(["First paragraph.", "Second."]))
+    await api.put(device_id, secret, "story:harbour-wall")
+    cursor = await api.backends.devices.get_cursor("story:harbour-wall")
+    assert cursor is not None and cursor.seq == 2

@@ -146,9 +146,14 @@ class PushApi:
         )
         if not exists:
             return _error(404, "not_found", f"no channel {channel[:80]}")
-        # A first follower starts from the log's end: it is told of what happens from now on.
+        # A channel nobody follows starts from the log's end: its first follower is told of what
+        # happens from now on (not of what happened while nobody listened).
         bounds = await self.store.log_bounds(channel)
-        await self.devices.init_cursor(channel, Cursor(bounds.epoch, bounds.last))
+        position = Cursor(bounds.epoch, bounds.last)
+        if (await self.devices.followers(channel, None, 1)).followers:
+            await self.devices.init_cursor(channel, position)
+        else:
+            await self.devices.set_cursor(channel, position)
         try:
             await self.devices.subscribe(
                 found.device.id, channel, notify, self.settings.push_max_subscriptions
@@ -168,7 +173,12 @@ class PushApi:
         found = await self._device(request)
         if isinstance(found, JSONResponse):
             return found
-        await self.devices.unsubscribe(found.device.id, request.path_params["channel"])
+        channel = request.path_params["channel"]
+        await self.devices.unsubscribe(found.device.id, channel)
+        kind, _, ident = channel.partition(":")
+        if kind == "story" and ident:
+            # Nothing more about the story: drop what was waiting for the gap to end.
+            await self.devices.update_states([(found.device.id, ident)], lambda _k, _s: None)
         return Response(status_code=204)
 
     async def delete_device(self, request: Request) -> Response:
