@@ -304,7 +304,10 @@ async def test_metrics_and_stats(client: httpx.AsyncClient, feed_server: FeedSer
 
 
 def test_openapi_describes_exactly_the_routes() -> None:
+    from liveupdates.push.service import admin_push_routes
+
     routes = admin_routes(Settings(admin_token="x"), None, None)  # type: ignore[arg-type]
+    routes += admin_push_routes(Settings(admin_token="x"), None)  # type: ignore[arg-type]
     served: set[tuple[str, str]] = set()
     for route in routes:
         assert isinstance(route, Route)
