@@ -34,9 +34,15 @@ async def _index(request: Request) -> Response:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
 
 
+async def _service_worker(request: Request) -> Response:
+    # At the root, not under /static/: a service worker's scope is the path it is served from.
+    return FileResponse(STATIC_DIR / "sw.js", media_type="text/javascript; charset=utf-8")
+
+
 def page_routes() -> list[BaseRoute]:
     return [
         Route("/", _index, methods=["GET"]),
+        Route("/sw.js", _service_worker, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
 
