@@ -31,6 +31,7 @@ LEASE_MARGIN: 30 s with the defaults); one that dies between polls delays nothin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -294,7 +295,7 @@ class FeedScheduler:
         """
         run_at = datetime.now(UTC) + timedelta(seconds=delay)
         self.scheduler.add_job(
-            self._run,
+            self._job,
             trigger=DateTrigger(run_date=run_at, timezone=UTC),
             args=[feed_id],
             id=feed_id,
@@ -323,6 +324,12 @@ class FeedScheduler:
             except Exception as exc:
                 # Only the displayed time is lost; the schedule itself is in memory.
                 self._failed(exc, "could not record the next poll of feed %s", feed_id)
+
+    async def _job(self, feed_id: str) -> None:
+        """A feed's APScheduler job. Cancelled only when the scheduler shuts down, and then
+        ended quietly: APScheduler would log the cancellation as a failure, with a traceback."""
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._run(feed_id)
 
     async def _run(self, feed_id: str) -> None:
         feed = self._feeds.get(feed_id)

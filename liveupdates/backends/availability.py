@@ -24,7 +24,7 @@ SETTLE_SECONDS = 2.0
 class Availability:
     """The up/down state of one process's backends, named for its log lines ("redis")."""
 
-    def __init__(self, name: str, *, retry_min: float = 0.5, retry_max: float = 10.0) -> None:
+    def __init__(self, name: str, *, retry_min: float = 0.5, retry_max: float = 5.0) -> None:
         self.name = name
         self.retry_min = retry_min
         self.retry_max = retry_max
@@ -32,6 +32,7 @@ class Availability:
         self.failures = 0  # failures reported since the outage started
         self.outages = 0  # outages seen since the process started
         self._back_at = float("-inf")  # monotonic time the last outage ended
+        self.closed = False  # the process is closing its backends: failures are expected
 
     @property
     def down(self) -> bool:
@@ -43,6 +44,8 @@ class Availability:
         if not isinstance(exc, BACKEND_ERRORS):
             return False
         self.failures += 1
+        if self.closed:
+            return True
         if self.problem is None and time.monotonic() - self._back_at > SETTLE_SECONDS:
             self.problem = " ".join(str(exc).split()) or type(exc).__name__
             self.outages += 1
@@ -56,6 +59,11 @@ class Availability:
             self._back_at = time.monotonic()
             log.warning("%s back after %d failed call(s)", self.name, self.failures)
         self.failures = 0
+
+    async def close(self) -> None:
+        """The process closes its backends (Backends.close does this first): calls cut short
+        by that are not an outage."""
+        self.closed = True
 
     def retry_delay(self, usual: float) -> float:
         """How long to wait before trying again: `usual` while up, else a backoff that doubles
