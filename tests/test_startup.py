@@ -3,16 +3,19 @@ and shows no traceback; nothing starts (issue 10, item 10)."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from liveupdates.settings import SettingsError, environment_names, load_settings
 from liveupdates.startup import StartupError, listen_socket, unknown_environment
-from tests.support.processes import clean_env, free_port, redis_env, run_command
+from tests.support.processes import Processes, clean_env, free_port, redis_env, run_command
+from tests.support.waiting import until
 
 GOOD_FEEDS = '[[feeds]]\nid = "gazette"\nurl = "https://gazette.example/feed.xml"\n'
 
@@ -201,3 +204,41 @@ def test_listen_socket_binds_and_says_in_one_line_when_it_cannot(busy_port: int)
             pass  # accepted into the backlog: it listens
     finally:
         sock.close()
+
+
+async def test_serve_with_a_typo_starts_warns_once_and_stops_quietly(
+    tmp_path: Path, feeds: Path
+) -> None:
+    feeds.write_text(GOOD_FEEDS + "paused = true\n")  # nothing to fetch, nothing else to log
+    port = free_port()
+    env = embedded_env(tmp_path, feeds, LIVEUPDATES_POLL_MIN_INTERVALL="1")
+    (tmp_path / "logs").mkdir()
+    procs = Processes(env, tmp_path / "logs")
+
+    def log() -> str:
+        return "\n".join(p.read_text() for p in (tmp_path / "logs").glob("*.log"))
+
+    try:
+        server = procs.start("serve", "serve", "--port", str(port))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+
+            async def healthy() -> bool:
+                assert server.poll() is None, log()
+                try:
+                    return (await http.get("/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await until(healthy, 30, log)
+        procs.stop("serve")
+        # uvicorn ends by re-raising the SIGTERM it handled, as a process killed by it would.
+        assert server.returncode in (0, -signal.SIGTERM), log()
+    finally:
+        procs.stop_all()
+    text = log()
+    warnings = [line for line in text.splitlines() if " WARNING " in line]
+    assert len(warnings) == 1, text
+    assert "LIVEUPDATES_POLL_MIN_INTERVALL" in warnings[0]
+    assert "did you mean LIVEUPDATES_POLL_MIN_INTERVAL?" in warnings[0]
+    assert "seeded 1 feed(s)" in text
+    assert "Traceback" not in text, text
