@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from liveupdates.backends import Backends, open_backends
+from liveupdates.backends import Backends, check_reachable, open_backends
 from liveupdates.hub.app import create_app, make_server
 from liveupdates.metrics import metrics_route
 from liveupdates.ops.api import admin_page_routes, admin_routes
@@ -26,6 +26,7 @@ from liveupdates.ops.control import PollControl
 from liveupdates.polling import RunPoller
 from liveupdates.runtime import seed_feeds
 from liveupdates.settings import Settings
+from liveupdates.startup import listen_socket
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -117,30 +118,50 @@ def serve(
     port: int | None = None,
     run_poller: RunPoller | None = None,
 ) -> None:
-    """Run the app under uvicorn until interrupted; closes the backends on the way out."""
+    """Run the app under uvicorn until interrupted; closes the backends on the way out.
+
+    Start-up mistakes are a StartupError (one line) before anything runs: the port(s) are bound
+    first, then the store and the bus must answer, then (with the poller) the feeds file is read.
+    """
     import asyncio
 
     host = host or settings.hub_host
     port = settings.hub_port if port is None else port
+    sock = listen_socket(host, port)
+    ws_sock = (
+        listen_socket(host, settings.hub_ws_port, what="the WebSocket port (hub.ws_port)")
+        if settings.hub_ws_port
+        else None
+    )
 
     async def main() -> None:
         backends = open_backends(settings)
         try:
+            await check_reachable(backends, settings)
+            if run_poller is not None:
+                # Here, not in the app's lifespan: a bad feeds file is one line, not a traceback.
+                await seed_feeds(backends, settings)
             app = build_app(
                 settings,
                 backends,
                 run_poller=run_poller,
                 self_url=f"http://{_url_host(host)}:{port}",
                 ws_host=host,
+                ws_sock=ws_sock,
             )
             # JSON logs: uvicorn's own text handlers would break the one-object-per-line stream,
             # so its loggers go through the root handler that configure_logging set up.
             options: dict[str, Any] = {"log_config": None} if settings.log_format == "json" else {}
-            await make_server(app, settings, host=host, port=port, **options).serve()
+            await make_server(app, settings, host=host, port=port, **options).serve(sockets=[sock])
         finally:
             await backends.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        sock.close()
+        if ws_sock is not None:
+            ws_sock.close()
 
 
 def _url_host(host: str) -> str:
