@@ -6,12 +6,22 @@ ends with that list empty unless it is about such a refusal.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import ssl
+import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from liveupdates.push.model import Device, Notification
+from liveupdates.push.providers.apns import ApnsProvider, collapse_id, load_p8
+from liveupdates.push.providers.fcm import FcmProvider, ServiceAccount
 from liveupdates.push.providers.vapid import VapidKey, VapidSigner, origin
 from liveupdates.push.providers.webpush import (
     MAX_PLAINTEXT,
@@ -21,7 +31,13 @@ from liveupdates.push.providers.webpush import (
     webpush_host_allowed,
 )
 from tests.support.feedserver import ALLOW_LOOPBACK
-from tests.support.pushservers import WebPushServer
+from tests.support.pushservers import (
+    ApnsCredentials,
+    ApnsServer,
+    FcmServer,
+    WebPushServer,
+    make_apns_key,
+)
 
 SUBJECT = "mailto:ops@example.com"
 
@@ -330,3 +346,345 @@ def test_webpush_host_allow_list() -> None:
     for bad in ("https://fcm.googleapis.com", "*", "*.", "a/b", "h:notaport"):
         with pytest.raises(ValueError):
             parse_webpush_hosts([bad])
+
+
+# -- APNs -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def apns_credentials(tmp_path: Path) -> ApnsCredentials:
+    return make_apns_key(tmp_path)
+
+
+@pytest.fixture
+def apns_server(apns_credentials: ApnsCredentials) -> Iterator[ApnsServer]:
+    with ApnsServer(apns_credentials) as server:
+        yield server
+
+
+def apns_provider(server: ApnsServer, **options: Any) -> ApnsProvider:
+    credentials = server.credentials
+    options.setdefault("url", server.url)
+    options.setdefault("sandbox_url", server.url)
+    return ApnsProvider(
+        key_file=credentials.key_file,
+        key_id=credentials.key_id,
+        team_id=credentials.team_id,
+        topic=credentials.topic,
+        verify=server.ssl_context,
+        **options,
+    )
+
+
+def apns_device(token: str = "a1b2c3" * 10 + "d4e5", environment: str = "production") -> Device:
+    return Device(id="ios-1", platform="apns", address=token, environment=environment)
+
+
+async def test_apns_sends_over_http2_with_the_headers(apns_server: ApnsServer) -> None:
+    provider = apns_provider(apns_server)
+    device = apns_device()
+    before = int(time.time())
+    try:
+        high = await provider.send(device, notification(urgency="high", ttl=600))
+        normal = await provider.send(device, notification(urgency="normal", seq=8))
+    finally:
+        await provider.aclose()
+    assert (high.status, normal.status) == ("sent", "sent"), (high, normal)
+    assert apns_server.rejected == []
+    first, second = apns_server.received
+    assert first.http_version == "2"
+    assert first.token == device.address
+    assert first.headers["apns-topic"] == apns_server.credentials.topic
+    assert first.headers["apns-push-type"] == "alert"
+    assert first.headers["apns-collapse-id"] == "s-42"
+    assert first.headers["apns-priority"] == "10"
+    assert second.headers["apns-priority"] == "5"
+    assert before + 600 <= int(first.headers["apns-expiration"]) <= int(time.time()) + 600
+    assert first.payload["aps"]["alert"] == {
+        "title": "Storm reaches the coast",
+        "body": "2 new paragraphs: Winds of 120 km/h ...",
+    }
+    for key, value in notification().payload().items():
+        assert first.payload[key] == value
+    assert len(apns_server.jwts) == 1  # the provider token is reused
+
+
+async def test_apns_long_collapse_key_is_hashed_to_fit() -> None:
+    assert collapse_id("s-42") == "s-42"
+    long = "https://news.example.com/" + "x" * 80
+    assert len(collapse_id(long).encode()) == 64
+    assert collapse_id(long) == collapse_id(long) != collapse_id(long + "y")
+
+
+async def test_apns_provider_token_is_renewed_before_the_hour(apns_server: ApnsServer) -> None:
+    offset = [-3100.0]
+    provider = apns_provider(apns_server, clock=lambda: time.time() + offset[0])
+    try:
+        assert (await provider.send(apns_device(), notification())).status == "sent"
+        assert (await provider.send(apns_device(), notification())).status == "sent"
+        offset[0] = 0.0  # 51 minutes later
+        assert (await provider.send(apns_device(), notification())).status == "sent"
+    finally:
+        await provider.aclose()
+    assert apns_server.rejected == []
+    assert len(apns_server.jwts) == 2
+    assert [m.jwt for m in apns_server.received][:2] == [apns_server.jwts[0]] * 2
+
+
+async def test_apns_expired_provider_token_is_renewed_and_retried(apns_server: ApnsServer) -> None:
+    offset = [-4000.0]
+    provider = apns_provider(apns_server, clock=lambda: time.time() + offset[0], token_lifetime=1e9)
+    try:
+        first = await provider.send(apns_device(), notification())
+        offset[0] = 0.0
+        second = await provider.send(apns_device(), notification())
+    finally:
+        await provider.aclose()
+    assert first.status == "retry" and "ExpiredProviderToken" in first.detail
+    assert second.status == "sent"
+    assert apns_server.rejected == [f"{apns_device().address}: 403 ExpiredProviderToken"]
+
+
+async def test_apns_sandbox_devices_go_to_the_sandbox_url(
+    apns_server: ApnsServer, apns_credentials: ApnsCredentials
+) -> None:
+    with ApnsServer(apns_credentials) as sandbox:
+        provider = apns_provider(apns_server, sandbox_url=sandbox.url)
+        provider._client = httpx.AsyncClient(http2=True, verify=trust_both(apns_server, sandbox))
+        try:
+            assert (
+                await provider.send(apns_device(environment="sandbox"), notification())
+            ).status == "sent"
+            assert (await provider.send(apns_device(), notification())).status == "sent"
+        finally:
+            await provider.aclose()
+        assert len(sandbox.received) == 1 and len(apns_server.received) == 1
+
+
+def trust_both(*servers: ApnsServer) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    for server in servers:
+        server.ca.configure_trust(context)
+    return context
+
+
+@pytest.mark.parametrize(("status", "reason"), [(410, "Unregistered"), (400, "BadDeviceToken")])
+async def test_apns_gone(apns_server: ApnsServer, status: int, reason: str) -> None:
+    device = apns_device()
+    apns_server.answer(device.address, status, reason=reason)
+    provider = apns_provider(apns_server)
+    try:
+        result = await provider.send(device, notification())
+    finally:
+        await provider.aclose()
+    assert result.status == "gone" and reason in result.detail
+
+
+async def test_apns_bad_token_shape_is_gone_too(apns_server: ApnsServer) -> None:
+    provider = apns_provider(apns_server)
+    try:
+        result = await provider.send(apns_device(token="not/hex?"), notification())
+    finally:
+        await provider.aclose()
+    assert result.status == "gone" and "BadDeviceToken" in result.detail
+    assert apns_server.attempts == []  # not sent: it would be part of the request's path
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"), [(429, "TooManyRequests"), (503, "ServiceUnavailable")]
+)
+async def test_apns_retry_with_retry_after(
+    apns_server: ApnsServer, status: int, reason: str
+) -> None:
+    device = apns_device()
+    apns_server.answer(device.address, status, reason=reason, retry_after=12, times=1)
+    provider = apns_provider(apns_server)
+    try:
+        first = await provider.send(device, notification())
+        second = await provider.send(device, notification())
+    finally:
+        await provider.aclose()
+    assert first.status == "retry" and first.retry_after == 12.0, first
+    assert second.status == "sent"
+    assert apns_server.rejected == []
+
+
+async def test_apns_too_large(apns_server: ApnsServer) -> None:
+    device = apns_device()
+    provider = apns_provider(apns_server)
+    try:
+        local = await provider.send(device, notification(body="x" * 4000))
+        apns_server.answer(device.address, 413, reason="PayloadTooLarge", times=1)
+        told = await provider.send(device, notification())
+    finally:
+        await provider.aclose()
+    assert local.status == "too_large" and told.status == "too_large"
+    assert apns_server.attempts == [(device.address, 413)]
+
+
+def test_apns_key_file_mistakes_are_one_clear_line(tmp_path: Path) -> None:
+    not_a_key = tmp_path / "AuthKey.p8"
+    not_a_key.write_text("hello")
+    rsa_key = tmp_path / "rsa.p8"
+    rsa_key.write_bytes(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    for path, words in (
+        (tmp_path / "missing.p8", "cannot read"),
+        (not_a_key, ".p8"),
+        (rsa_key, "P-256"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            load_p8(path)
+    with pytest.raises(ValueError, match="TEAM_ID"):
+        ApnsProvider(key_file=not_a_key, key_id="K", team_id="", topic="t")
+
+
+# -- FCM ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fcm_server() -> Iterator[FcmServer]:
+    with FcmServer() as server:
+        yield server
+
+
+def fcm_provider(server: FcmServer, directory: Path, **options: Any) -> FcmProvider:
+    account = server.make_credentials(directory)
+    return FcmProvider(credentials_file=account.credentials_file, url=server.url, **options)
+
+
+def fcm_device(token: str = "fcm-token-1:APA91b" + "x" * 40) -> Device:
+    return Device(id="android-1", platform="fcm", address=token)
+
+
+async def test_fcm_sends_the_v1_message(fcm_server: FcmServer, tmp_path: Path) -> None:
+    provider = fcm_provider(fcm_server, tmp_path)
+    note = notification(urgency="high", ttl=900)
+    try:
+        results = [await provider.send(fcm_device(), note) for _ in range(3)]
+    finally:
+        await provider.aclose()
+    assert [r.status for r in results] == ["sent"] * 3, results
+    assert fcm_server.rejected == []
+    assert fcm_server.grants == 1  # one access token for all three
+    message = fcm_server.received[0].message
+    assert fcm_server.received[0].project == "liveupdates-test"
+    assert message["token"] == fcm_device().address
+    assert message["notification"] == {"title": note.title, "body": note.body}
+    assert message["android"]["collapse_key"] == "s-42"
+    assert message["android"]["notification"]["tag"] == "s-42"
+    assert message["android"]["priority"] == "HIGH"
+    assert message["android"]["ttl"] == "900s"
+    data = message["data"]
+    assert data["channel"] == "story:s-42" and data["seq"] == "7" and data["title"] == note.title
+    assert json.loads(data["story"]) == note.payload()["story"]
+
+
+async def test_fcm_access_token_is_renewed(fcm_server: FcmServer, tmp_path: Path) -> None:
+    # expiring soon: the provider asks again before using it
+    fcm_server.token_lifetime = 200
+    provider = fcm_provider(fcm_server, tmp_path)
+    try:
+        assert (await provider.send(fcm_device(), notification())).status == "sent"
+        assert (await provider.send(fcm_device(), notification())).status == "sent"
+        assert fcm_server.grants == 2
+        fcm_server.token_lifetime = 3600
+        assert (await provider.send(fcm_device(), notification())).status == "sent"
+        assert (await provider.send(fcm_device(), notification())).status == "sent"
+        assert fcm_server.grants == 3
+        # a token the server no longer takes: 401, then a new one
+        fcm_server.expire_tokens()
+        refused = await provider.send(fcm_device(), notification())
+        again = await provider.send(fcm_device(), notification())
+    finally:
+        await provider.aclose()
+    assert refused.status == "retry" and again.status == "sent"
+    assert fcm_server.grants == 4
+    assert len(fcm_server.rejected) == 1 and "expired" in fcm_server.rejected[0]
+
+
+async def test_fcm_concurrent_sends_share_one_token_fetch(
+    fcm_server: FcmServer, tmp_path: Path
+) -> None:
+    provider = fcm_provider(fcm_server, tmp_path)
+    try:
+        results = await asyncio.gather(
+            *(provider.send(fcm_device(f"token-{i}"), notification()) for i in range(10))
+        )
+    finally:
+        await provider.aclose()
+    assert {r.status for r in results} == {"sent"}
+    assert fcm_server.grants == 1
+
+
+@pytest.mark.parametrize(("status", "code"), [(404, "UNREGISTERED"), (400, "UNREGISTERED")])
+async def test_fcm_gone(fcm_server: FcmServer, tmp_path: Path, status: int, code: str) -> None:
+    fcm_server.answer(fcm_device().address, status, reason=code)
+    provider = fcm_provider(fcm_server, tmp_path)
+    try:
+        result = await provider.send(fcm_device(), notification())
+    finally:
+        await provider.aclose()
+    assert result.status == "gone" and code in result.detail
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+async def test_fcm_retry_with_retry_after(
+    fcm_server: FcmServer, tmp_path: Path, status: int
+) -> None:
+    fcm_server.answer(fcm_device().address, status, retry_after=7, times=1)
+    provider = fcm_provider(fcm_server, tmp_path)
+    try:
+        first = await provider.send(fcm_device(), notification())
+        second = await provider.send(fcm_device(), notification())
+    finally:
+        await provider.aclose()
+    assert first.status == "retry" and first.retry_after == 7.0, first
+    assert second.status == "sent"
+
+
+async def test_fcm_too_large(fcm_server: FcmServer, tmp_path: Path) -> None:
+    provider = fcm_provider(fcm_server, tmp_path)
+    try:
+        local = await provider.send(fcm_device(), notification(body="x" * 3000))
+        fcm_server.answer(fcm_device().address, 400, reason="INVALID_ARGUMENT", times=1)
+        other = await provider.send(fcm_device(), notification())
+    finally:
+        await provider.aclose()
+    assert local.status == "too_large"
+    assert other.status == "failed"  # a 400 that is not about size is not retried
+    assert fcm_server.rejected == []
+
+
+async def test_fcm_token_endpoint_refusal_fails_the_send(
+    fcm_server: FcmServer, tmp_path: Path
+) -> None:
+    account = fcm_server.make_credentials(tmp_path)
+    del fcm_server.accounts[account.client_email]  # the server no longer knows the key
+    provider = FcmProvider(credentials_file=account.credentials_file, url=fcm_server.url)
+    try:
+        result = await provider.send(fcm_device(), notification())
+    finally:
+        await provider.aclose()
+    assert result.status == "failed" and "invalid_grant" in result.detail
+    assert fcm_server.received == []
+
+
+def test_fcm_credentials_mistakes_are_one_clear_line(tmp_path: Path) -> None:
+    cases = {
+        "missing.json": None,
+        "notjson.json": "{",
+        "user.json": json.dumps({"type": "authorized_user"}),
+        "noemail.json": json.dumps({"type": "service_account", "project_id": "p"}),
+    }
+    for name, text in cases.items():
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(ValueError, match=name):
+            ServiceAccount.load(path)

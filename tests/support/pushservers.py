@@ -42,12 +42,14 @@ import json
 import re
 import secrets
 import socket
+import ssl
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import http_ece
 import jwt
@@ -416,7 +418,8 @@ class ApnsServer(_ThreadServer):
         self.received: list[ApnsMessage] = []  # type: ignore[assignment]
         self.jwts: list[str] = []  # every distinct provider token seen, in order
         self.ca = trustme.CA()
-        self.ssl_context = self.ca.client_context()  # what a client uses to trust this server
+        self.ssl_context = ssl.create_default_context()  # what a client uses to trust this server
+        self.ca.configure_trust(self.ssl_context)
 
     def configure(self, config: Config) -> None:
         cert = self.ca.issue_cert("127.0.0.1", "localhost")
@@ -612,7 +615,14 @@ class FcmServer(_ThreadServer):
         )
 
     async def _token(self, request: Request) -> Response:
-        form = await request.form()
+        # application/x-www-form-urlencoded, as the OAuth 2.0 token endpoint wants it
+        if (
+            request.headers.get("content-type", "").split(";")[0]
+            != "application/x-www-form-urlencoded"
+        ):
+            self._reject("token", 400, "not a form")
+            return JSONResponse({"error": "invalid_request"}, status_code=400)
+        form = {k: v[0] for k, v in parse_qs((await _body(request)).decode()).items()}
         if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
             self._reject("token", 400, "unsupported_grant_type")
             return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
