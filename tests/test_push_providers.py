@@ -652,11 +652,13 @@ async def test_fcm_too_large(fcm_server: FcmServer, tmp_path: Path) -> None:
     provider = fcm_provider(fcm_server, tmp_path)
     try:
         local = await provider.send(fcm_device(), notification(body="x" * 3000))
+        fcm_server.answer(fcm_device().address, 413, reason="INVALID_ARGUMENT", times=1)
+        told = await provider.send(fcm_device(), notification())
         fcm_server.answer(fcm_device().address, 400, reason="INVALID_ARGUMENT", times=1)
         other = await provider.send(fcm_device(), notification())
     finally:
         await provider.aclose()
-    assert local.status == "too_large"
+    assert local.status == "too_large" and told.status == "too_large"
     assert other.status == "failed"  # a 400 that is not about size is not retried
     assert fcm_server.rejected == []
 

@@ -19,7 +19,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from liveupdates.netguard.policy import AddressPolicy, AddressRefused
-from liveupdates.netguard.transport import guarded_client
+from liveupdates.netguard.transport import GuardedTransport
 from liveupdates.push.model import Device, Notification, Platform, SendResult
 from liveupdates.push.providers.answers import is_retryable, retry, short
 from liveupdates.push.providers.vapid import VapidKey, VapidSigner, b64url_decode
@@ -183,12 +183,13 @@ class WebPushProvider:
         self.key = key
         self.signer = VapidSigner(key, subject)
         self.hosts = parse_webpush_hosts(hosts)
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=20)
-        self._client = guarded_client(
-            AddressPolicy.allowing(allow_networks),
-            timeout=timeout,
-            follow_redirects=False,
-            limits=limits,
+        # Keep-alive connections to the few push services: a notification burst reuses them.
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        transport = GuardedTransport(AddressPolicy.allowing(allow_networks), limits=limits)
+        self._client = httpx.AsyncClient(
+            transport=transport, timeout=timeout, follow_redirects=False
         )
 
     async def send(self, device: Device, notification: Notification) -> SendResult:
