@@ -7,6 +7,7 @@ ends with that list empty unless it is about such a refusal.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import ssl
 import time
@@ -27,6 +28,7 @@ from liveupdates.push.providers.webpush import (
     MAX_PLAINTEXT,
     WebPushProvider,
     parse_webpush_hosts,
+    subscription_keys,
     topic,
     webpush_host_allowed,
 )
@@ -308,6 +310,37 @@ async def test_webpush_bad_subscription_keys_fail_without_a_request(
     finally:
         await provider.aclose()
     assert webpush_server.attempts == []
+
+
+def test_subscription_keys_are_checked_like_a_browser_makes_them() -> None:
+    with WebPushServer() as server:
+        subscription = server.subscribe()
+    point, auth = subscription_keys(subscription.keys())
+    assert len(point) == 65 and len(auth) == 16
+    compressed = subscription.private_key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
+    not_on_curve = "BA" + "A" * 85
+    bad = {
+        "p256dh": [
+            "",
+            "AAAA",
+            "!!!",
+            not_on_curve,
+            base64.urlsafe_b64encode(compressed).decode(),
+        ],
+        "auth": ["", "AAAA", base64.urlsafe_b64encode(b"x" * 17).decode()],
+    }
+    for name, values in bad.items():
+        for value in values:
+            keys = subscription.keys() | {name: value}
+            with pytest.raises(ValueError, match=rf"keys\.{name}"):
+                subscription_keys(keys)
+    with pytest.raises(ValueError, match=r"keys\.p256dh"):
+        subscription_keys({"auth": subscription.auth})
+    # padded base64url (some clients add it) reads the same
+    padded = {"p256dh": subscription.p256dh + "=", "auth": subscription.auth + "=="}
+    assert subscription_keys(padded) == (point, auth)
 
 
 def test_webpush_host_allow_list() -> None:

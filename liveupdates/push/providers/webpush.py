@@ -133,6 +133,8 @@ def subscription_keys(keys: dict[str, str]) -> tuple[bytes, bytes]:
     """(p256dh point, auth secret) from a subscription's keys; ValueError naming the bad one."""
     try:
         p256dh = b64url_decode(keys.get("p256dh", ""))
+        if len(p256dh) != 65 or p256dh[0] != 4:  # browsers give the uncompressed point
+            raise ValueError("not an uncompressed point")
         ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), p256dh)
     except ValueError:
         raise ValueError("keys.p256dh is not a P-256 public key (base64url)") from None
