@@ -723,3 +723,30 @@ def test_fcm_credentials_mistakes_are_one_clear_line(tmp_path: Path) -> None:
             path.write_text(text)
         with pytest.raises(ValueError, match=name):
             ServiceAccount.load(path)
+
+
+# -- a service that is down -----------------------------------------------------------------------
+
+
+async def test_a_service_that_is_down_is_retried_later(tmp_path: Path) -> None:
+    key = VapidKey.generate()
+    with WebPushServer() as webpush:
+        subscription = webpush.subscribe()
+        web = webpush_provider(webpush, key)
+    with FcmServer() as fcm_down:
+        fcm = fcm_provider(fcm_down, tmp_path)
+    credentials = make_apns_key(tmp_path)
+    with ApnsServer(credentials) as apns_down:
+        apns = apns_provider(apns_down)
+    # every server has stopped: nothing listens on their ports any more
+    try:
+        results = [
+            await web.send(subscription.device(), notification()),
+            await fcm.send(fcm_device(), notification()),
+            await apns.send(apns_device(), notification()),
+        ]
+    finally:
+        for provider in (web, fcm, apns):
+            await provider.aclose()
+    assert [r.status for r in results] == ["retry"] * 3, results
+    assert all("ConnectError" in r.detail for r in results), results

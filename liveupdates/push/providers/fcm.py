@@ -168,7 +168,7 @@ class FcmProvider:
         form = {"grant_type": GRANT_TYPE, "assertion": self.account.assertion(now)}
         try:
             response = await self._client.post(self.account.token_uri, data=form)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError) as exc:
             raise TokenError(f"token endpoint: {type(exc).__name__}", retryable=True) from exc
         if response.status_code != 200:
             status = response.status_code
@@ -202,7 +202,7 @@ class FcmProvider:
             response = await self._client.post(
                 self.send_url, json={"message": document}, headers=headers
             )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError) as exc:
             return SendResult("retry", detail=short(f"{type(exc).__name__}: {exc}"))
         return self._answer(response)
 

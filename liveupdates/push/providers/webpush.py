@@ -218,7 +218,9 @@ class WebPushProvider:
             response = await self._client.post(endpoint, content=body, headers=headers)
         except AddressRefused as refused:
             return SendResult("failed", detail=str(refused))
-        except httpx.HTTPError as exc:
+        except httpx.InvalidURL as exc:
+            return SendResult("failed", detail=short(f"bad endpoint URL: {exc}"))
+        except (httpx.HTTPError, OSError) as exc:
             return SendResult("retry", detail=short(f"{type(exc).__name__}: {exc}"))
         return answer(response)
 
