@@ -140,6 +140,9 @@ class _ThreadServer:
     def start(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted sockets inherit it (Linux): without it, a response written in two parts waits
+        # for the client's delayed ACK (40 ms) — hypercorn sets it only on sockets it binds itself.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(("127.0.0.1", 0))
         sock.listen(256)  # connections wait in the backlog until hypercorn serves
         self.port = sock.getsockname()[1]
