@@ -1,0 +1,1 @@
+"""One provider per push service: Web Push (webpush), APNs (apns), FCM (fcm)."""
