@@ -12,11 +12,18 @@ from typing import Annotated
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from liveupdates.api.models import Channel, Epoch, Reset, Seq, Update
+from liveupdates.validate import MAX_INT
 
-Since = Annotated[
-    int | Annotated[str, Meta(pattern="^[0-9]{1,19}$")],
-    Meta(description="the last seq applied: a JSON number or ASCII digits, below 2^63"),
-]
+Since = (
+    Annotated[
+        int,
+        Meta(ge=0, le=MAX_INT, description="the last seq applied (below 2^63)"),
+    ]
+    | Annotated[
+        str,
+        Meta(pattern="^[0-9]{1,19}$", description="the same as ASCII digits"),
+    ]
+)
 
 
 class Subscribe(Struct, tag_field="type", tag="subscribe", kw_only=True):

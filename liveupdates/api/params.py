@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from typing import TypeVar
 
@@ -33,11 +34,39 @@ def _scalar(t: inspect.Type) -> inspect.Type:
     return t
 
 
+@dataclass(frozen=True, slots=True)
+class _Param:
+    name: str  # the field's name, for messages
+    key: str  # the parameter's name on the wire
+    integer: bool
+    low: int
+    high: int
+    max_length: int | None
+
+
 @cache
-def _fields(model: type[msgspec.Struct]) -> tuple[inspect.Field, ...]:
+def _plan(model: type[msgspec.Struct]) -> tuple[_Param, ...]:
+    """What to check for each field of `model`, read once from its type annotations."""
     info = inspect.type_info(model)
     assert isinstance(info, inspect.StructType)
-    return info.fields
+    plan = []
+    for field in info.fields:
+        kind = _scalar(field.type)
+        low, high = 0, MAX_INT
+        if isinstance(kind, inspect.IntType):
+            low = kind.ge if kind.ge is not None else low
+            high = kind.le if kind.le is not None else high
+        plan.append(
+            _Param(
+                name=field.name,
+                key=field.encode_name,
+                integer=isinstance(kind, inspect.IntType),
+                low=low,
+                high=high,
+                max_length=getattr(kind, "max_length", None),
+            )
+        )
+    return tuple(plan)
 
 
 def parse(model: type[T], params: Mapping[str, str], *, messages: Mapping[str, str] = {}) -> T:
@@ -46,25 +75,18 @@ def parse(model: type[T], params: Mapping[str, str], *, messages: Mapping[str, s
     `messages` may give a field's own refusal text (the protocol's wording for `since`, say).
     """
     values: dict[str, object] = {}
-    for field in _fields(model):
-        raw = params.get(field.encode_name)
+    for param in _plan(model):
+        raw = params.get(param.key)
         if raw is None or raw == "":
             continue
-        kind = _scalar(field.type)
         try:
-            if isinstance(kind, inspect.IntType):
-                low = kind.ge if kind.ge is not None else 0
-                high = kind.le if kind.le is not None else MAX_INT
-                values[field.encode_name] = parse_int(raw, field.name, low=low, high=high)
+            if param.integer:
+                values[param.key] = parse_int(raw, param.name, low=param.low, high=param.high)
             else:
-                values[field.encode_name] = check_text(
-                    raw,
-                    field.name,
-                    max_length=getattr(kind, "max_length", None),
-                )
+                values[param.key] = check_text(raw, param.name, max_length=param.max_length)
         except InvalidInput:
-            if field.name in messages:
-                raise InvalidInput(messages[field.name]) from None
+            if param.name in messages:
+                raise InvalidInput(messages[param.name]) from None
             raise
     try:
         return msgspec.convert(values, model)
