@@ -67,7 +67,10 @@ function schemaTree(doc, schema, depth, open) {
   if (variants) {
     const list = el("ul", { class: "variants" });
     for (const variant of variants) {
-      list.append(el("li", {}, el("code", { text: typeLabel(variant) }), schemaTree(doc, variant, depth + 1, open)));
+      const facts = [constraints(variant), variant.description].filter(Boolean).join(" — ");
+      list.append(el("li", {}, el("code", { text: typeLabel(variant) }),
+        facts ? el("span", { class: "facts", text: ` — ${facts}` }) : null,
+        schemaTree(doc, variant, depth + 1, open)));
     }
     return el("div", {}, el("p", { class: "muted", text: "One of:" }), list);
   }
