@@ -65,6 +65,7 @@ class StoryByUrlQuery(Struct, kw_only=True):
         Meta(
             min_length=1,
             max_length=MAX_URL_LENGTH,
+            pattern=r"\S",
             description="the article's link; canonicalised (tracking parameters dropped) first",
         ),
     ]

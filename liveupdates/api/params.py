@@ -91,7 +91,9 @@ def parse(model: type[T], params: Mapping[str, str], *, messages: Mapping[str, s
     try:
         return msgspec.convert(values, model)
     except msgspec.ValidationError as exc:
-        raise InvalidInput(_message(exc)) from None
+        text = _message(exc)
+        field = text.partition(":")[0]
+        raise InvalidInput(messages.get(field, text)) from None
 
 
 def _message(exc: msgspec.ValidationError) -> str:

@@ -39,6 +39,7 @@ HEALTH_TIMEOUT = 2.0
 # The wording of the WebSocket protocol's refusal, for the same parameter here.
 SINCE_MESSAGE = {"since": "since must be a non-negative integer (ASCII digits, 64-bit)"}
 _CURSOR = "cursor is not one this server gave out"
+_URL = {"url": "url must be the story's link: not blank, at most 4096 characters"}
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -67,15 +68,13 @@ async def get_story(request: Request) -> JSONResponse:
 
 async def get_story_by_url(request: Request) -> JSONResponse:
     try:
-        url = parse(StoryByUrlQuery, request.query_params).url.strip()
+        url = parse(StoryByUrlQuery, request.query_params, messages=_URL).url.strip()
     except InvalidInput as exc:
         return _bad(exc)
-    if not url:
-        return error_response(400, "bad_request", "url is required")
     try:
         canonical = canonical_url(url)
     except ValueError:
-        return error_response(400, "bad_request", "url is not a valid URL")
+        canonical = url  # not a URL this server could have stored: looked up as given (404)
     hub = _hub(request)
     stored = await hub.store.story_by_url(canonical)
     if stored is None and canonical != url:
