@@ -298,9 +298,7 @@ def _component_types() -> list[Any]:
     return list(dict.fromkeys(types))
 
 
-def _parameters(
-    op: Operation, components: dict[str, Any], param_schemas: dict[type, Any]
-) -> list[dict[str, Any]]:
+def _parameters(op: Operation, components: dict[str, Any]) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     for name, spec in op.path_params.items():
         if "model" in spec:
@@ -374,7 +372,7 @@ def _document() -> bytes:
                 "{", ""
             ).replace("}", ""),
             "tags": [op.tag],
-            "parameters": _parameters(op, components, schemas),
+            "parameters": _parameters(op, components),
             "responses": {str(code): _answer(a, schemas) for code, a in op.answers.items()},
         }
         if op.description:
