@@ -1,12 +1,18 @@
-// The one lint config of the front-end code: the reader page, the admin page and the browser
-// client example. Run by tests/test_frontend_lint.py (which installs ESLint with `npm ci`).
+// The one lint config of the front-end code: the reader page, the admin page, the API reference
+// (/docs) and the browser client example. Run by tests/test_frontend_lint.py (which installs
+// ESLint with `npm ci`).
 import js from "@eslint/js";
 import globals from "globals";
 
 export default [
   { ignores: [".venv/**", "node_modules/**", "**/*.egg-info/**"] },
   {
-    files: ["liveupdates/static/**/*.js", "liveupdates/ops/static/**/*.js", "docs/clients/**/*.js"],
+    files: [
+      "liveupdates/static/**/*.js",
+      "liveupdates/ops/static/**/*.js",
+      "liveupdates/api/static/**/*.js",
+      "docs/clients/**/*.js",
+    ],
     languageOptions: {
       ecmaVersion: 2022,
       sourceType: "module", // every file is an ES module: no globals, explicit imports

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from liveupdates import __version__
 from liveupdates.logformat import configure_logging
-from liveupdates.settings import Settings, SettingsError, load_settings
+from liveupdates.settings import Settings, SettingsError, environment_names, load_settings
+from liveupdates.startup import StartupError, unknown_environment
 
 if TYPE_CHECKING:
     from liveupdates.models import FeedConfig
@@ -171,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Buffered output meets a reader that went away here, where it can still be handled.
         sys.stdout.flush()
         return status
-    except (SettingsError, CliError) as exc:
+    except (SettingsError, StartupError, CliError) as exc:
         print(f"liveupdates: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -190,6 +191,8 @@ def _run(args: argparse.Namespace) -> int:
         return int(args.run(args))
     settings = load_settings()
     configure_logging(settings.log_format, verbose=args.verbose)
+    for warning in unknown_environment(os.environ, environment_names()):
+        logging.getLogger("liveupdates").warning("%s", warning)
     if args.command == "poll":
         if not args.verbose:
             # The events on stdout and one error line are the command's whole output.

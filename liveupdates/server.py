@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from liveupdates.backends import Backends, open_backends
+from liveupdates.backends import Backends, check_reachable, open_backends
 from liveupdates.hub.app import create_app, make_server
 from liveupdates.metrics import metrics_route
 from liveupdates.ops.api import admin_page_routes, admin_routes
@@ -28,6 +28,7 @@ from liveupdates.push.api import push_routes
 from liveupdates.push.service import RunPush, admin_push_routes, key_source, run_dispatcher
 from liveupdates.runtime import seed_feeds
 from liveupdates.settings import Settings
+from liveupdates.startup import listen_socket
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -36,9 +37,15 @@ async def _index(request: Request) -> Response:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
 
 
+async def _service_worker(request: Request) -> Response:
+    # At the root, not under /static/: a service worker's scope is the path it is served from.
+    return FileResponse(STATIC_DIR / "sw.js", media_type="text/javascript; charset=utf-8")
+
+
 def page_routes() -> list[BaseRoute]:
     return [
         Route("/", _index, methods=["GET"]),
+        Route("/sw.js", _service_worker, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
 
@@ -124,15 +131,29 @@ def serve(
     port: int | None = None,
     run_poller: RunPoller | None = None,
 ) -> None:
-    """Run the app under uvicorn until interrupted; closes the backends on the way out."""
+    """Run the app under uvicorn until interrupted; closes the backends on the way out.
+
+    Start-up mistakes are a StartupError (one line) before anything runs: the port(s) are bound
+    first, then the store and the bus must answer, then (with the poller) the feeds file is read.
+    """
     import asyncio
 
     host = host or settings.hub_host
     port = settings.hub_port if port is None else port
+    sock = listen_socket(host, port)
+    ws_sock = (
+        listen_socket(host, settings.hub_ws_port, what="the WebSocket port (hub.ws_port)")
+        if settings.hub_ws_port
+        else None
+    )
 
     async def main() -> None:
         backends = open_backends(settings)
         try:
+            await check_reachable(backends, settings)
+            if run_poller is not None:
+                # Here, not in the app's lifespan: a bad feeds file is one line, not a traceback.
+                await seed_feeds(backends, settings)
             app = build_app(
                 settings,
                 backends,
@@ -141,15 +162,21 @@ def serve(
                 run_push=run_dispatcher if run_poller is not None else None,
                 self_url=f"http://{_url_host(host)}:{port}",
                 ws_host=host,
+                ws_sock=ws_sock,
             )
             # JSON logs: uvicorn's own text handlers would break the one-object-per-line stream,
             # so its loggers go through the root handler that configure_logging set up.
             options: dict[str, Any] = {"log_config": None} if settings.log_format == "json" else {}
-            await make_server(app, settings, host=host, port=port, **options).serve()
+            await make_server(app, settings, host=host, port=port, **options).serve(sockets=[sock])
         finally:
             await backends.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        sock.close()
+        if ws_sock is not None:
+            ws_sock.close()
 
 
 def _url_host(host: str) -> str:

@@ -328,6 +328,22 @@ def _check(settings: Settings) -> Settings:
     return settings
 
 
+# Variables read besides the settings: the settings file, the service's URL for processes that do
+# not serve it (`worker`, `poll`, `feeds`), and the test suite's Redis.
+OTHER_ENVIRONMENT = ("CONFIG", "URL", "TEST_REDIS_URL")
+
+
+def env_name(name: str) -> str:
+    """The environment variable of setting `name`."""
+    return ENV_PREFIX + ("FEEDS" if name == "feeds_file" else name.upper())
+
+
+def environment_names() -> set[str]:
+    """Every `LIVEUPDATES_*` variable liveupdates reads."""
+    names = {env_name(name) for name in _FIELDS if name != "admin_tokens"}
+    return names | {ENV_PREFIX + name for name in OTHER_ENVIRONMENT}
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, *, defaults_file: Path | None = None
 ) -> Settings:
@@ -344,7 +360,7 @@ def load_settings(
     for name in _FIELDS:
         if name == "admin_tokens":
             continue
-        env_name = ENV_PREFIX + ("FEEDS" if name == "feeds_file" else name.upper())
-        if env_name in env:
-            values[name] = _coerce(name, env[env_name], f"environment {env_name}")
+        variable = env_name(name)
+        if variable in env:
+            values[name] = _coerce(name, env[variable], f"environment {variable}")
     return _check(Settings(**values))

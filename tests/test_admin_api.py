@@ -472,3 +472,36 @@ async def test_an_id_derived_from_an_ipv6_url_is_valid(tmp_path: Path) -> None:
             assert feed_id.startswith("ipv6-1-")
             assert r.headers["location"] == f"/v1/admin/feeds/{feed_id}"
             assert (await c.get(r.headers["location"])).json()["url"] == url
+
+
+async def test_answers_validate_against_the_generated_admin_document(
+    client: httpx.AsyncClient, feed_server: FeedServer
+) -> None:
+    """The admin document's schemas come from ops/models.py: real answers must match them."""
+    import schemathesis
+
+    document = schemathesis.openapi.from_dict(openapi_schema())
+    feed_server.set("/v.xml", rss([bridge_story()]))
+
+    def check(method: str, path: str, response: httpx.Response) -> None:
+        document[path][method].validate_response(response)
+
+    created = await client.post("/v1/admin/feeds", json={"url": feed_server.url("/v.xml")})
+    check("POST", "/v1/admin/feeds", created)
+    feed_id = created.json()["id"]
+    check("GET", "/v1/admin/feeds", await client.get("/v1/admin/feeds"))
+    check("GET", "/v1/admin/feeds/{feed_id}", await client.get(f"/v1/admin/feeds/{feed_id}"))
+    check(
+        "PATCH",
+        "/v1/admin/feeds/{feed_id}",
+        await client.patch(f"/v1/admin/feeds/{feed_id}", json={"title": "T", "paused": True}),
+    )
+    check(
+        "POST",
+        "/v1/admin/feeds/{feed_id}/poll",
+        await client.post(f"/v1/admin/feeds/{feed_id}/poll"),
+    )
+    check("GET", "/v1/admin/audit", await client.get("/v1/admin/audit"))
+    check("GET", "/v1/admin/stats", await client.get("/v1/admin/stats"))
+    check("PATCH", "/v1/admin/feeds/{feed_id}", await client.patch("/v1/admin/feeds/x", json={}))
+    check("DELETE", "/v1/admin/feeds/{feed_id}", await client.delete(f"/v1/admin/feeds/{feed_id}"))

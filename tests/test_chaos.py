@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
 import signal
 import time
@@ -45,7 +44,7 @@ from websockets.exceptions import WebSocketException
 from liveupdates.models import story_channel
 from tests.support import waiting
 from tests.support.feedserver import FeedServer
-from tests.support.processes import Processes, free_port
+from tests.support.processes import Processes, free_port, redis_env
 from tests.support.redis_server import RedisServerProcess
 from tests.support.sse import events
 from tests.support.stories import STORM_WATCH, rss, storm_watch_entry, storm_watch_story
@@ -342,12 +341,11 @@ def cluster(
         f"interval_seconds = {POLL_INTERVAL}\n"
         "adaptive = false\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEUPDATES_")}
-    env.update(
-        LIVEUPDATES_REDIS_URL=chaos_redis.url,
-        LIVEUPDATES_REDIS_PREFIX=PREFIX,
-        LIVEUPDATES_DATA_DIR=str(tmp_path / "data"),
-        LIVEUPDATES_FEEDS=str(feeds),
+    env = redis_env(
+        chaos_redis.url,
+        PREFIX,
+        tmp_path,
+        feeds,
         LIVEUPDATES_POLL_MIN_INTERVAL=str(POLL_INTERVAL),
         LIVEUPDATES_POLL_MAX_BACKOFF="5",
         LIVEUPDATES_FETCH_TOTAL_TIMEOUT="2",
@@ -359,7 +357,6 @@ def cluster(
         LIVEUPDATES_LIMITS_REQUESTS_PER_SECOND_PER_ADDRESS="100000",
         LIVEUPDATES_HUB_SSE_HEARTBEAT="2",
         LIVEUPDATES_HUB_DEMO="false",
-        PYTHONUNBUFFERED="1",
     )
     logs = tmp_path / "logs"
     logs.mkdir()

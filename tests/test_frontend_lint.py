@@ -17,8 +17,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LINTED = ["liveupdates/static", "liveupdates/ops/static", "docs/clients"]
-PAGES = [ROOT / "liveupdates/static/index.html", ROOT / "liveupdates/ops/static/admin.html"]
+LINTED = ["liveupdates/static", "liveupdates/ops/static", "liveupdates/api/static", "docs/clients"]
+PAGES = [
+    ROOT / "liveupdates/static/index.html",
+    ROOT / "liveupdates/ops/static/admin.html",
+    ROOT / "liveupdates/api/static/docs.html",
+]
 INSTALL_TIMEOUT = 300.0
 
 

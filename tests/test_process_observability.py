@@ -4,7 +4,6 @@ as human-readable lines or, with LIVEUPDATES_LOG_FORMAT=json, one JSON object pe
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
-from tests.support.processes import ROOT, Processes, free_port
+from tests.support.processes import ROOT, Processes, free_port, redis_env
 from tests.support.stories import bridge_story, rss
 from tests.support.waiting import until_sync
 
@@ -38,18 +37,15 @@ def worker_env(
         '[[feeds]]\nid = "broken"\n'
         f'url = "{feed_server.url("/broken.xml")}"\ninterval_seconds = 1\nadaptive = false\n'
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEUPDATES_")}
-    env.update(
-        LIVEUPDATES_REDIS_URL=redis_url,
-        LIVEUPDATES_REDIS_PREFIX=redis_prefix,
-        LIVEUPDATES_DATA_DIR=str(tmp_path / "data"),
-        LIVEUPDATES_FEEDS=str(feeds),
+    return redis_env(
+        redis_url,
+        redis_prefix,
+        tmp_path,
+        feeds,
         LIVEUPDATES_FETCH_ALLOW_NETWORKS=ALLOW_LOOPBACK,
         LIVEUPDATES_POLL_MIN_INTERVAL="0.5",
         LIVEUPDATES_FETCH_TOTAL_TIMEOUT="2",
-        PYTHONUNBUFFERED="1",
     )
-    return env
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from liveupdates.models import story_channel
 from liveupdates.store.redis import RedisStore
 from tests.support import waiting
 from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
-from tests.support.processes import ROOT, Processes, free_port
+from tests.support.processes import ROOT, Processes, free_port, redis_env
 from tests.support.stories import bridge_story, rss
 
 START_DEADLINE = 20.0
@@ -97,17 +96,15 @@ def cluster(
         "interval_seconds = 1\n"
         "adaptive = false\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEUPDATES_")}
-    env.update(
-        LIVEUPDATES_REDIS_URL=redis_url,
-        LIVEUPDATES_REDIS_PREFIX=redis_prefix,
-        LIVEUPDATES_DATA_DIR=str(tmp_path / "data"),
-        LIVEUPDATES_FEEDS=str(feeds),
+    env = redis_env(
+        redis_url,
+        redis_prefix,
+        tmp_path,
+        feeds,
         LIVEUPDATES_POLL_MIN_INTERVAL="0.5",
         LIVEUPDATES_FETCH_TOTAL_TIMEOUT="2",
         LIVEUPDATES_HUB_DEMO="false",
         LIVEUPDATES_FETCH_ALLOW_NETWORKS=ALLOW_LOOPBACK,
-        PYTHONUNBUFFERED="1",
     )
     logs = tmp_path / "logs"
     logs.mkdir()

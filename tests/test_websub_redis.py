@@ -7,7 +7,6 @@ verified body in Redis and exactly one worker ingests it through the feed's poll
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +16,10 @@ import pytest
 from liveupdates.backends import open_url
 from liveupdates.websub.signature import sign
 from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
+from tests.support.processes import Processes, free_port, redis_env
 from tests.support.stories import BRIDGE
 from tests.support.websubhub import WebSubHub
-from tests.test_scale_redis import Client, Processes, free_port, until
+from tests.test_scale_redis import Client, until
 from tests.test_websub import LATER_PARAGRAPH, NEW_PARAGRAPH, feed_body
 
 
@@ -41,17 +41,15 @@ def cluster(
         f'[[feeds]]\nid = "gazette"\nurl = "{feed_server.url("/feed.xml")}"\n'
         "interval_seconds = 60\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEUPDATES_")}
-    env.update(
-        LIVEUPDATES_REDIS_URL=redis_url,
-        LIVEUPDATES_REDIS_PREFIX=redis_prefix,
-        LIVEUPDATES_DATA_DIR=str(tmp_path / "data"),
-        LIVEUPDATES_FEEDS=str(feeds),
+    env = redis_env(
+        redis_url,
+        redis_prefix,
+        tmp_path,
+        feeds,
         LIVEUPDATES_PUBLIC_URL=f"http://127.0.0.1:{ports[0]}",
         LIVEUPDATES_FETCH_TOTAL_TIMEOUT="2",
         LIVEUPDATES_FETCH_ALLOW_NETWORKS=ALLOW_LOOPBACK,
         LIVEUPDATES_HUB_DEMO="false",
-        PYTHONUNBUFFERED="1",
     )
     logs = tmp_path / "logs"
     logs.mkdir()

@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 
-from liveupdates.backends import Backends, Signal, SignalKind, open_backends
+from liveupdates.backends import Backends, Signal, SignalKind, check_reachable, open_backends
 from liveupdates.metrics import start_metrics_server
 from liveupdates.runtime import seed_feeds, self_url_from_env
 from liveupdates.settings import Settings
@@ -94,17 +94,19 @@ async def _act(
                 task = asyncio.create_task(_requested(scheduler, notice.feed_id))
                 requested.add(task)
                 task.add_done_callback(requested.discard)
-        except Exception:
+        except Exception as exc:
             # The store may be briefly unreachable (Redis restart): the schedule stays as it
             # is, and the RESYNC after the reconnect brings it up to date.
-            log.exception("could not act on %s", notice)
+            if not backends.availability.failed(exc):
+                log.exception("could not act on %s", notice)
 
 
 async def _requested(scheduler: FeedScheduler, feed_id: str) -> None:
     try:
         await scheduler.poll_requested(feed_id)
-    except Exception:
-        log.exception("could not run the requested poll of feed %s", feed_id)
+    except Exception as exc:
+        if not scheduler.availability.failed(exc):
+            log.exception("could not run the requested poll of feed %s", feed_id)
 
 
 async def run_worker(settings: Settings) -> None:
@@ -116,6 +118,8 @@ async def run_worker(settings: Settings) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
+        # Start-up mistakes are one line (StartupError, SettingsError), before any polling.
+        await check_reachable(backends, settings)
         await seed_feeds(backends, settings)
         async with running_poller(settings, backends, self_url=self_url_from_env()):
             log.info("worker polling (%s mode)", backends.mode)

@@ -31,6 +31,7 @@ LEASE_MARGIN: 30 s with the defaults); one that dies between polls delays nothin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -41,6 +42,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from liveupdates.backends import Backends, Claims, Grant, Signal, SignalKind, lease_for
+from liveupdates.backends.availability import Availability
 from liveupdates.backends.sqlite import LocalClaims
 from liveupdates.feeds.fetch import Fetcher
 from liveupdates.feeds.schedule import plan_next_poll
@@ -84,8 +86,11 @@ class FeedScheduler:
         lease_seconds: float = 30.0,
         announce: Callable[[Signal], Awaitable[None]] | None = None,
         poll_floor: Callable[[FeedConfig], float | None] | None = None,
+        availability: Availability | None = None,
     ) -> None:
         self.ingestor = ingestor
+        # Store and claims outages are reported there (one line each way), not per failed call.
+        self.availability = availability if availability is not None else Availability("store")
         # The shortest wait after a poll of a feed a WebSub hub pushes; None: poll as usual.
         self.poll_floor = poll_floor
         self.claims: Claims = claims if claims is not None else LocalClaims()
@@ -139,6 +144,7 @@ class FeedScheduler:
             lease_seconds=lease_for(settings.fetch_total_timeout),
             announce=backends.signals.send,
             poll_floor=poll_floor,
+            availability=backends.availability,
         )
         scheduler._fetcher = fetcher
         return scheduler
@@ -289,7 +295,7 @@ class FeedScheduler:
         """
         run_at = datetime.now(UTC) + timedelta(seconds=delay)
         self.scheduler.add_job(
-            self._run,
+            self._job,
             trigger=DateTrigger(run_date=run_at, timezone=UTC),
             args=[feed_id],
             id=feed_id,
@@ -315,11 +321,15 @@ class FeedScheduler:
             at = self._plans.pop(feed_id)
             try:
                 await self.ingestor.store.set_next_poll(feed_id, at)
-            except Exception:
+            except Exception as exc:
                 # Only the displayed time is lost; the schedule itself is in memory.
-                log.exception(
-                    "could not record the next poll of feed %s", feed_id, extra={"feed": feed_id}
-                )
+                self._failed(exc, "could not record the next poll of feed %s", feed_id)
+
+    async def _job(self, feed_id: str) -> None:
+        """A feed's APScheduler job. Cancelled only when the scheduler shuts down, and then
+        ended quietly: APScheduler would log the cancellation as a failure, with a traceback."""
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._run(feed_id)
 
     async def _run(self, feed_id: str) -> None:
         feed = self._feeds.get(feed_id)
@@ -329,11 +339,14 @@ class FeedScheduler:
         async with lock:
             try:
                 grant = await self.claims.claim(feed_id, self.lease_seconds)
-            except Exception:
-                # Without claims nobody can tell who polls: ask again soon rather than poll twice.
-                log.exception("could not claim feed %s", feed_id, extra={"feed": feed_id})
-                self._schedule(feed_id, min(feed.interval_seconds, CLAIM_RETRY_SECONDS))
+            except Exception as exc:
+                # Without claims nobody can tell who polls: ask again soon rather than poll twice
+                # (later and later while the store is down).
+                self._failed(exc, "could not claim feed %s", feed_id)
+                usual = min(feed.interval_seconds, CLAIM_RETRY_SECONDS)
+                self._schedule(feed_id, self.availability.retry_delay(usual))
                 return
+            self.availability.answered()
             if not grant:
                 await self._follow(feed)
                 return
@@ -358,7 +371,7 @@ class FeedScheduler:
             # A bug or a store outage for this feed must not end its polling.
             failure = exc
             if not reraise:
-                log.exception("poll of feed %s failed", feed_id, extra={"feed": feed_id})
+                self._failed(exc, "poll of feed %s failed", feed_id)
         finally:
             self._running.discard(feed_id)
         await self._after(feed, grant, report, planned)
@@ -375,8 +388,8 @@ class FeedScheduler:
         if grant == Grant.REQUESTED and self.announce is not None:
             try:
                 await self.announce(Signal(SignalKind.POLLED, feed_id))
-            except Exception:
-                log.exception("could not announce the requested poll of feed %s", feed_id)
+            except Exception as exc:
+                self._failed(exc, "could not announce the requested poll of feed %s", feed_id)
         scheduled = self._feeds.get(feed_id)
         if scheduled is None:
             if feed.paused or await self.ingestor.store.get_feed(feed_id) is None:
@@ -414,9 +427,9 @@ class FeedScheduler:
     async def _release(self, feed_id: str, next_due: float) -> None:
         try:
             await self.claims.release(feed_id, next_due)
-        except Exception:
+        except Exception as exc:
             # The lease runs out by itself; the feed is then polled by whoever claims it first.
-            log.exception("could not release feed %s", feed_id, extra={"feed": feed_id})
+            self._failed(exc, "could not release feed %s", feed_id)
 
     async def _follow(self, feed: FeedConfig) -> None:
         """Another worker holds the feed: check again just after the shared due time."""
@@ -439,26 +452,28 @@ class FeedScheduler:
     async def _shared_due(self, feed_id: str) -> float | None:
         try:
             return await self.claims.due(feed_id)
-        except Exception:
-            log.exception("could not read when feed %s is due", feed_id, extra={"feed": feed_id})
+        except Exception as exc:
+            self._failed(exc, "could not read when feed %s is due", feed_id)
             return None
 
     async def _hasten_claim(self, feed_id: str, at: float) -> None:
         """Bring the shared due time forward to `at` (an ops change), never push it back."""
         try:
             await self.claims.hasten(feed_id, at)
-        except Exception:
-            log.exception(
-                "could not move the next poll of feed %s", feed_id, extra={"feed": feed_id}
-            )
+        except Exception as exc:
+            self._failed(exc, "could not move the next poll of feed %s", feed_id)
 
     async def _forget_claim(self, feed_id: str) -> None:
         try:
             await self.claims.forget(feed_id)
-        except Exception:
-            log.exception(
-                "could not drop the due time of feed %s", feed_id, extra={"feed": feed_id}
-            )
+        except Exception as exc:
+            self._failed(exc, "could not drop the due time of feed %s", feed_id)
+
+    def _failed(self, exc: Exception, message: str, feed_id: str) -> None:
+        """A call for a feed failed: a store outage is the availability's one line; anything
+        else is a bug, logged with its traceback."""
+        if not self.availability.failed(exc):
+            log.error(message, feed_id, exc_info=exc, extra={"feed": feed_id})
 
     def _delay_after(self, feed: FeedConfig, report: PollReport | None) -> float:
         if report is None:

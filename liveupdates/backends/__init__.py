@@ -8,6 +8,9 @@ when chosen, so an embedded process never loads the Redis client.
 
 from __future__ import annotations
 
+import asyncio
+from urllib.parse import urlsplit
+
 from liveupdates.backends.base import (
     Backends,
     Claims,
@@ -18,6 +21,7 @@ from liveupdates.backends.base import (
     lease_for,
 )
 from liveupdates.settings import Settings, SettingsError
+from liveupdates.startup import StartupError
 
 __all__ = [
     "Backends",
@@ -27,6 +31,7 @@ __all__ = [
     "SignalKind",
     "Signals",
     "backends_url",
+    "check_reachable",
     "lease_for",
     "open_backends",
     "open_url",
@@ -55,3 +60,36 @@ def open_backends(settings: Settings) -> Backends:
     return open_url(
         backends_url(settings), log_retention=settings.retention, prefix=settings.redis_prefix
     )
+
+
+# How long a process waits at start for its store and bus to answer.
+REACHABLE_TIMEOUT = 5.0
+
+
+def shown_url(url: str) -> str:
+    """`url` fit for a log line or an error message: without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return parts._replace(netloc=user + parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+async def check_reachable(
+    backends: Backends, settings: Settings, *, timeout: float = REACHABLE_TIMEOUT
+) -> None:
+    """At start: the store and the bus answer (a Redis PING in Redis mode), or StartupError
+    with one line saying which and why. A process must not start without them."""
+    where = (
+        f"Redis at {shown_url(backends_url(settings))}"
+        if backends.mode == "redis"
+        else f"the SQLite store {settings.sqlite_path}"
+    )
+    for part, ping in (("store", backends.store.ping), ("bus", backends.bus.ping)):
+        try:
+            await asyncio.wait_for(ping(), timeout)
+        except TimeoutError:
+            raise StartupError(f"cannot reach {where}: no answer within {timeout:g} s") from None
+        except Exception as exc:
+            why = " ".join(str(exc).split()) or type(exc).__name__
+            raise StartupError(f"cannot reach {where} ({part}): {why}") from None

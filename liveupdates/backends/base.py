@@ -34,6 +34,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
+from liveupdates.backends.availability import Availability
 from liveupdates.bus.base import Bus
 from liveupdates.store.base import Store
 from liveupdates.store.devices import DeviceStore
@@ -133,6 +134,8 @@ class Backends:
     signals: Signals
     websub: WebSubStore  # WebSub subscriptions and queued pushes, beside the store's data
     devices: DeviceStore  # device push: devices, subscriptions, the dispatcher's state
+    # Whether the parts above answer; the process's one "unavailable" / "back" log line each.
+    availability: Availability
 
     async def close(self) -> None:
         """Close every part, last first (the bus reads the store, so the store closes last)."""

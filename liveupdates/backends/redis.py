@@ -13,6 +13,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from liveupdates.backends.availability import Availability
 from liveupdates.backends.base import Backends, Grant, Signal, SignalKind
 from liveupdates.bus.redis import RedisBus
 from liveupdates.store.devices_redis import RedisDeviceStore
@@ -24,14 +25,16 @@ log = logging.getLogger(__name__)
 
 def open_backends(url: str, *, log_retention: int | None, prefix: str) -> Backends:
     store = RedisStore(url, prefix=prefix, log_retention=log_retention)
+    availability = Availability("redis")
     return Backends(
         mode="redis",
         store=store,
         bus=RedisBus(url, store),
         claims=RedisClaims(store.client, prefix),
-        signals=RedisSignals(url, prefix),
+        signals=RedisSignals(url, prefix, availability=availability),
         devices=RedisDeviceStore(store),
         websub=RedisWebSubStore(store),
+        availability=availability,
     )
 
 
@@ -136,6 +139,7 @@ class RedisSignals:
         *,
         backoff_min: float = 0.1,
         backoff_max: float = 5.0,
+        availability: Availability | None = None,
     ) -> None:
         self.client = (
             aioredis.Redis.from_url(url_or_client)
@@ -146,6 +150,8 @@ class RedisSignals:
         self.channel = f"{prefix}signals"
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
+        # Where a lost connection is reported (one line per outage for the whole process).
+        self.availability = availability if availability is not None else Availability("redis")
 
     async def send(self, signal: Signal) -> None:
         await self.client.publish(self.channel, signal.encode())
@@ -192,7 +198,8 @@ class _Listener:
             except (RedisError, OSError) as exc:
                 if self.closed:
                     return
-                log.warning("signals: lost Redis (%s); reconnecting", exc)
+                if not self.signals.availability.failed(exc):
+                    log.warning("signals: lost Redis (%s); reconnecting", exc)
                 await self.pubsub.aclose()
                 while not self.closed:
                     await asyncio.sleep(backoff * (0.5 + random.random()))
@@ -200,8 +207,10 @@ class _Listener:
                     try:
                         self.pubsub = await self.signals._subscribed()
                         break
-                    except (RedisError, OSError):
+                    except (RedisError, OSError) as again:
+                        self.signals.availability.failed(again)
                         continue
+                self.signals.availability.answered()
                 backoff = self.signals.backoff_min
                 yield Signal(SignalKind.RESYNC)
                 continue

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from liveupdates.backends.availability import Availability
 from liveupdates.backends.base import Backends, Grant, Signal
 from liveupdates.bus.memory import InMemoryBus
 from liveupdates.store.devices_sqlite import SQLiteDeviceStore
@@ -25,6 +26,7 @@ def open_backends(url: str, *, log_retention: int | None, prefix: str) -> Backen
         signals=LocalSignals(),
         devices=SQLiteDeviceStore(store),
         websub=SQLiteWebSubStore(store),
+        availability=Availability("sqlite store"),
     )
 
 

@@ -16,6 +16,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from liveupdates.api.cors import PublicCORS
+from liveupdates.api.routes import api_routes
 from liveupdates.bus.base import Bus
 from liveupdates.hub import logfilter
 from liveupdates.hub.backend import BACKEND_ERRORS
@@ -101,12 +103,16 @@ def create_app(
         WebSocketRoute("/v1/ws", websocket_endpoint),
         Route("/v1/sse", sse_endpoint),
         *rest_routes,
+        *api_routes(),
         *extra_routes,
     ]
     app = Starlette(
         routes=routes,
         lifespan=app_lifespan,
-        middleware=[Middleware(EdgeMiddleware, hub=hub)],
+        middleware=[
+            Middleware(EdgeMiddleware, hub=hub),
+            Middleware(PublicCORS, origins=settings.hub_allowed_origins),
+        ],
         exception_handlers={cls: backend_unavailable for cls in BACKEND_ERRORS},
     )
     app.state.hub = hub

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
+from liveupdates.backends.errors import BACKEND_ERRORS
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+__all__ = ["BACKEND_ERRORS", "BACKEND_RETRY_AFTER"]
 
-BACKEND_ERRORS: tuple[type[Exception], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    sqlite3.OperationalError,
-)
 # Seconds a client is told to wait before retrying while the store is down.
 BACKEND_RETRY_AFTER = 5

@@ -9,6 +9,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgspec
+from msgspec import UnsetType
+
+from liveupdates.api import messages as frames
 from liveupdates.validate import InvalidInput, valid_text
 from liveupdates.validate import parse_int as _parse_int
 
@@ -65,8 +69,18 @@ class Ping:
 ClientMessage = Subscribe | Unsubscribe | Ping
 
 
+_ENCODER = msgspec.json.Encoder()
+_CLIENT_FRAMES = msgspec.json.Decoder(frames.ClientFrame)
+
+
 def _dumps(data: dict[str, Any]) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON, non-ASCII as UTF-8. msgspec, not json.dumps: 5x faster on an update frame
+    (bench/apimodels.py), and every frame of every reader passes here."""
+    try:
+        return _ENCODER.encode(data).decode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate that slipped through: escaped, so the frame is still valid UTF-8.
+        return json.dumps(data, separators=(",", ":"))
 
 
 def parse_channel(channel: object) -> tuple[Literal["story", "feed"], str]:
@@ -108,7 +122,31 @@ def parse_epoch(value: object) -> str | None:
 
 
 def parse_client_message(text: str) -> ClientMessage:
-    """Decode one client text frame. Raises ProtocolError(bad_request) for anything malformed."""
+    """Decode one client text frame. Raises ProtocolError(bad_request) for anything malformed.
+
+    The frame models (liveupdates/api/messages.py, the ones /v1/asyncapi.json is made of) decode
+    and check it; a frame they refuse goes through `_explain`, whose checks word the refusal.
+    """
+    try:
+        frame = _CLIENT_FRAMES.decode(text)
+    except (msgspec.DecodeError, RecursionError):
+        return _explain(text)
+    if isinstance(frame, frames.Subscribe):
+        try:
+            # since may be a digit string (the model says at most 19 digits): bounded here.
+            since = None if isinstance(frame.since, UnsetType) else parse_since(frame.since)
+            epoch = None if isinstance(frame.epoch, UnsetType) else parse_epoch(frame.epoch)
+        except ProtocolError as exc:
+            exc.channel = frame.channel
+            raise
+        return Subscribe(channel=frame.channel, since=since, epoch=epoch)
+    if isinstance(frame, frames.Unsubscribe):
+        return Unsubscribe(channel=frame.channel)
+    return Ping()
+
+
+def _explain(text: str) -> ClientMessage:
+    """The frame by hand, for the refusal's wording (and anything the models were stricter on)."""
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):

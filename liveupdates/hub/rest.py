@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,11 +12,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from liveupdates.api.models import (
+    FeedsQuery,
+    FeedStoriesQuery,
+    StoryByUrlQuery,
+    UpdatesQuery,
+    VersionPath,
+)
+from liveupdates.api.params import parse
 from liveupdates.feeds.identity import canonical_url
 from liveupdates.hub.core import Hub, can_replay
-from liveupdates.hub.protocol import ProtocolError, parse_epoch, parse_since, update_message
+from liveupdates.hub.protocol import update_message
 from liveupdates.hub.state import (
-    FEED_STORIES_LIMIT,
     build_reset,
     feed_exists,
     feed_stories,
@@ -25,41 +31,27 @@ from liveupdates.hub.state import (
     story_json,
 )
 from liveupdates.models import feed_channel, story_channel
-from liveupdates.validate import InvalidInput, parse_int, plausible_id
+from liveupdates.validate import InvalidInput, plausible_id
 
 # How long /healthz waits for the store and the bus to answer before calling them down.
 HEALTH_TIMEOUT = 2.0
 
-DEFAULT_UPDATES_LIMIT = 100
-MAX_UPDATES_LIMIT = 1000
-DEFAULT_FEEDS_LIMIT = 50
-MAX_FEEDS_LIMIT = 200
-# A cursor is the last feed id of a page, base64url without padding: opaque to clients, so the
-# order key can change later without breaking them. Feed ids are short; 344 characters hold 256 bytes.
-MAX_CURSOR_LENGTH = 344
-_CURSOR = re.compile(r"[A-Za-z0-9_-]+")
-
-
-class BadParameter(ValueError):
-    pass
+# The wording of the WebSocket protocol's refusal, for the same parameter here.
+SINCE_MESSAGE = {"since": "since must be a non-negative integer (ASCII digits, 64-bit)"}
+_CURSOR = "cursor is not one this server gave out"
+_URL = {"url": "url must be the story's link: not blank, at most 4096 characters"}
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
+def _bad(exc: InvalidInput) -> JSONResponse:
+    return error_response(400, "bad_request", str(exc))
+
+
 def _not_found(message: str) -> JSONResponse:
     return error_response(404, "not_found", message)
-
-
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return parse_int(raw, name, low=low, high=high)
-    except InvalidInput as exc:
-        raise BadParameter(str(exc)) from None
 
 
 def _hub(request: Request) -> Hub:
@@ -75,13 +67,14 @@ async def get_story(request: Request) -> JSONResponse:
 
 
 async def get_story_by_url(request: Request) -> JSONResponse:
-    url = request.query_params.get("url", "").strip()
-    if not url:
-        return error_response(400, "bad_request", "url is required")
+    try:
+        url = parse(StoryByUrlQuery, request.query_params, messages=_URL).url.strip()
+    except InvalidInput as exc:
+        return _bad(exc)
     try:
         canonical = canonical_url(url)
     except ValueError:
-        return error_response(400, "bad_request", "url is not a valid URL")
+        canonical = url  # not a URL this server could have stored: looked up as given (404)
     hub = _hub(request)
     stored = await hub.store.story_by_url(canonical)
     if stored is None and canonical != url:
@@ -98,9 +91,9 @@ async def get_version(request: Request) -> JSONResponse:
     story_id = request.path_params["story_id"]
     raw = request.path_params["version"]
     try:
-        version = parse_int(raw, "version", low=1)
+        version = parse(VersionPath, request.path_params).version
     except InvalidInput as exc:
-        return error_response(400, "bad_request", str(exc))
+        return _bad(exc)
     if not plausible_id(story_id):
         return _not_found(f"no story {story_id[:64]}")
     stored = await _hub(request).store.get_version(story_id, version)
@@ -116,12 +109,10 @@ async def get_updates(request: Request) -> JSONResponse:
     story_id = request.path_params["story_id"]
     hub = _hub(request)
     try:
-        since = parse_since(request.query_params.get("since", "0") or "0")
-        epoch = parse_epoch(request.query_params.get("epoch"))
-        limit = _int_param(request, "limit", DEFAULT_UPDATES_LIMIT, 1, MAX_UPDATES_LIMIT)
-    except (ProtocolError, BadParameter) as exc:
-        return error_response(400, "bad_request", str(exc))
-    assert since is not None
+        query = parse(UpdatesQuery, request.query_params, messages=SINCE_MESSAGE)
+    except InvalidInput as exc:
+        return _bad(exc)
+    since, epoch, limit = query.since, query.epoch, query.limit
     # Existence first, read-only: reading the channel's bounds may create its epoch.
     if not plausible_id(story_id) or await hub.store.latest(story_id) is None:
         return _not_found(f"no story {story_id[:64]}")
@@ -153,9 +144,9 @@ async def get_feed_stories(request: Request) -> JSONResponse:
     feed_id = request.path_params["feed_id"]
     hub = _hub(request)
     try:
-        limit = _int_param(request, "limit", FEED_STORIES_LIMIT, 1, 1000)
-    except BadParameter as exc:
-        return error_response(400, "bad_request", str(exc))
+        limit = parse(FeedStoriesQuery, request.query_params).limit
+    except InvalidInput as exc:
+        return _bad(exc)
     stories = await feed_stories(hub.store, feed_id, limit) if plausible_id(feed_id) else []
     if not stories and not await feed_exists(hub.store, feed_id):
         return _not_found(f"no feed {feed_id[:64]}")
@@ -178,12 +169,10 @@ def _encode_cursor(feed_id: str) -> str:
 
 
 def _decode_cursor(raw: str) -> str:
-    if len(raw) > MAX_CURSOR_LENGTH or not _CURSOR.fullmatch(raw):
-        raise BadParameter("cursor is not one this server gave out")
     try:
         return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
-        raise BadParameter("cursor is not one this server gave out") from None
+        raise InvalidInput(_CURSOR) from None
 
 
 def _public_link(feed_url: str) -> str | None:
@@ -199,11 +188,13 @@ def _public_link(feed_url: str) -> str | None:
 async def get_feeds(request: Request) -> JSONResponse:
     """The public list of feeds, in pages: `limit` (1-200) and the `cursor` a page gave."""
     try:
-        limit = _int_param(request, "limit", DEFAULT_FEEDS_LIMIT, 1, MAX_FEEDS_LIMIT)
-        raw = request.query_params.get("cursor")
-        after = _decode_cursor(raw) if raw else None
-    except BadParameter as exc:
-        return error_response(400, "bad_request", str(exc))
+        query = parse(FeedsQuery, request.query_params, messages={"cursor": _CURSOR})
+        after = _decode_cursor(query.cursor) if query.cursor else None
+    except InvalidInput as exc:
+        if exc.args[0].startswith("cursor"):
+            exc = InvalidInput(_CURSOR)
+        return _bad(exc)
+    limit = query.limit
     # One more than asked tells whether another page follows without a count.
     listing = await _hub(request).store.feed_listing(after, limit + 1)
     page = listing[:limit]

@@ -11,6 +11,8 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from liveupdates import metrics
+from liveupdates.api.models import SSEQuery
+from liveupdates.api.params import parse
 from liveupdates.hub.connection import QueuedConnection
 from liveupdates.hub.core import Hub
 from liveupdates.hub.edge import too_many
@@ -21,12 +23,11 @@ from liveupdates.hub.protocol import (
     ProtocolError,
     encode,
     parse_channel,
-    parse_epoch,
-    parse_since,
 )
-from liveupdates.hub.rest import error_response
+from liveupdates.hub.rest import SINCE_MESSAGE, error_response
 from liveupdates.hub.session import session_failed
 from liveupdates.hub.state import channel_exists
+from liveupdates.validate import InvalidInput
 
 # Milliseconds an EventSource waits before reconnecting (browsers add nothing; keep it modest).
 SSE_RETRY_MS = 3000
@@ -131,17 +132,19 @@ async def sse_endpoint(request: Request) -> Response:
     hub: Hub = request.app.state.hub
     if not request.app.state.origins.allows(request.headers.get("origin")):
         return error_response(403, "forbidden", "origin not allowed")
-    params = request.query_params
-    channel = params.get("channel")
+    params = dict(request.query_params)
+    # EventSource repeats the original URL on reconnect; Last-Event-ID is the newer position.
+    last_event_id = request.headers.get("last-event-id")
+    if last_event_id:
+        params["since"] = last_event_id
     try:
-        parse_channel(channel)
-        # EventSource repeats the original URL on reconnect; Last-Event-ID is the newer position.
-        last_event_id = request.headers.get("last-event-id")
-        since = parse_since(last_event_id if last_event_id else params.get("since"))
-        epoch = parse_epoch(params.get("epoch"))
+        query = parse(SSEQuery, params, messages=SINCE_MESSAGE)
+        parse_channel(query.channel)  # the kinds, and the protocol's wording
+    except InvalidInput as exc:
+        return error_response(400, "bad_request", str(exc))
     except ProtocolError as exc:
         return error_response(400, "bad_request", exc.message)
-    assert channel is not None
+    channel, since, epoch = query.channel, query.since, query.epoch
     if not await channel_exists(hub.store, channel):
         return error_response(404, "not_found", f"no such channel {channel}")
     address = request.client.host if request.client else "unknown"

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, replace
-from typing import Any
+from typing import Any, TypeVar
+
+import msgspec
+from msgspec import UNSET, UnsetType
 
 from liveupdates.feeds.config import FEED_ID_RE, FeedError, check_interval, check_url
 from liveupdates.models import FeedConfig, FeedHealth
+from liveupdates.ops.models import MAX_TEXT, FeedChange, NewFeed
 from liveupdates.settings import Settings
 from liveupdates.validate import InvalidInput, check_text, parse_number
 
-DEFAULT_INTERVAL = 60.0
-CREATE_FIELDS = {"url", "id", "title", "interval_seconds", "paused", "adaptive", "websub"}
-PATCH_FIELDS = {"url", "title", "interval_seconds", "paused", "adaptive", "websub"}
-# Longest url, id or title accepted (ids are further limited by their pattern).
-MAX_TEXT = 4096
+PATCH_FIELDS = ("url", "title", "interval_seconds", "paused", "adaptive", "websub")
+
+
+T = TypeVar("T", bound=msgspec.Struct)
 
 
 class ApiError(Exception):
@@ -33,32 +36,36 @@ class ApiError(Exception):
         self.message = message
 
 
-def _check_shape(body: Any, allowed: set[str]) -> Mapping[str, Any]:
-    if not isinstance(body, Mapping):
-        raise ApiError(400, "bad_request", "the body must be a JSON object")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise ApiError(
-            400,
-            "bad_request",
-            f"unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})",
-        )
+def _decode(body: Any, model: type[T]) -> T:
+    """The body as `model` (ops/models.py): a JSON object of known fields and JSON types, then the
+    edge checks of validate.py (no lone surrogates, finite bounded numbers)."""
     try:
-        for name in ("url", "id"):
-            if name in body:
-                check_text(body[name], name, max_length=MAX_TEXT)
-        if "title" in body and body["title"] is not None:
-            if not isinstance(body["title"], str):
-                raise InvalidInput("title must be a string or null")
-            check_text(body["title"], "title", max_length=MAX_TEXT)
-        if "interval_seconds" in body:
-            parse_number(body["interval_seconds"], "interval_seconds (seconds)")
+        data = msgspec.convert(body, model)
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, "bad_request", _wording(str(exc))) from None
+    try:
+        for name in ("url", "id", "title"):
+            value = getattr(data, name, None)
+            if isinstance(value, str):
+                check_text(value, name, max_length=MAX_TEXT)
+        interval = getattr(data, "interval_seconds", UNSET)
+        if not isinstance(interval, UnsetType):
+            parse_number(interval, "interval_seconds (seconds)")
     except InvalidInput as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
-    for flag in ("paused", "adaptive", "websub"):
-        if flag in body and not isinstance(body[flag], bool):
-            raise ApiError(400, "bad_request", f"{flag} must be true or false")
-    return body
+    return data
+
+
+def _wording(text: str) -> str:
+    """msgspec's "Expected `bool`, got `str` - at `$.paused`" as "paused: expected ..."."""
+    head, sep, where = text.rpartition(" - at `$.")
+    if sep and head:
+        return f"{where.rstrip('`')}: {head[0].lower()}{head[1:]}"
+    if text.startswith("Object contains unknown field"):
+        return f"{text} (allowed: {', '.join(PATCH_FIELDS)}, and id when adding)"
+    if text.startswith("Expected `object`"):
+        return "the body must be a JSON object"
+    return text
 
 
 def _url(value: str) -> str:
@@ -85,12 +92,8 @@ def new_feed(
     body: Any, settings: Settings, existing: Iterable[FeedConfig], default_id: str
 ) -> FeedConfig:
     """The feed a POST body asks for. `default_id` is used when the body names none."""
-    data = _check_shape(body, CREATE_FIELDS)
-    if "url" not in data:
-        raise ApiError(400, "bad_request", "url is required")
-    feed_id = data.get("id", default_id)
-    if not isinstance(feed_id, str):
-        raise ApiError(400, "bad_request", "id must be a string")
+    data = _decode(body, NewFeed)
+    feed_id = default_id if isinstance(data.id, UnsetType) else data.id
     if not FEED_ID_RE.fullmatch(feed_id):
         raise ApiError(
             422,
@@ -99,12 +102,12 @@ def new_feed(
         )
     feed = FeedConfig(
         id=feed_id,
-        url=_url(data["url"]),
-        interval_seconds=_interval(data.get("interval_seconds", DEFAULT_INTERVAL), settings),
-        title=data.get("title"),
-        paused=data.get("paused", False),
-        adaptive=data.get("adaptive", True),
-        websub=data.get("websub", True),
+        url=_url(data.url),
+        interval_seconds=_interval(data.interval_seconds, settings),
+        title=data.title,
+        paused=data.paused,
+        adaptive=data.adaptive,
+        websub=data.websub,
     )
     existing = list(existing)
     if any(other.id == feed.id for other in existing):
@@ -119,20 +122,18 @@ def patched_feed(
     """`feed` with a PATCH body's changes applied."""
     if isinstance(body, Mapping) and "id" in body:
         raise ApiError(400, "bad_request", "a feed's id cannot be changed; add a new feed instead")
-    data = _check_shape(body, PATCH_FIELDS)
-    if not data:
-        raise ApiError(
-            400, "bad_request", f"nothing to change (fields: {', '.join(sorted(PATCH_FIELDS))})"
-        )
-    changes: dict[str, Any] = {}
-    if "url" in data:
-        changes["url"] = _url(data["url"])
+    data = _decode(body, FeedChange)
+    given = {
+        f: getattr(data, f) for f in PATCH_FIELDS if not isinstance(getattr(data, f), UnsetType)
+    }
+    if not given:
+        raise ApiError(400, "bad_request", f"nothing to change (fields: {', '.join(PATCH_FIELDS)})")
+    changes: dict[str, Any] = dict(given)
+    if "url" in given:
+        changes["url"] = _url(given["url"])
         _check_unique_url(changes["url"], feed.id, existing)
-    if "interval_seconds" in data:
-        changes["interval_seconds"] = _interval(data["interval_seconds"], settings)
-    for name in ("title", "paused", "adaptive", "websub"):
-        if name in data:
-            changes[name] = data[name]
+    if "interval_seconds" in given:
+        changes["interval_seconds"] = _interval(given["interval_seconds"], settings)
     return replace(feed, **changes)
 
 

@@ -1,13 +1,19 @@
-"""The admin API's OpenAPI 3.1 description, written by hand next to the code it describes.
+"""The admin API's OpenAPI 3.1 description: the paths written here, every schema generated from
+the models in ops/models.py (the ones ops/feeds.py decodes request bodies with).
 
 tests/test_admin_api.py checks that every route has a path here and every path here a route.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
+import msgspec
+
 from liveupdates import __version__
+from liveupdates.api.models import Error
+from liveupdates.ops import models
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -25,143 +31,24 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 _ID = {"name": "feed_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
-_SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            }
-        },
-    },
-    "FeedHealth": {
-        "type": "object",
-        "properties": {
-            "status": {"enum": ["ok", "failing", "paused", "pending"]},
-            "next_poll_at": {"type": ["string", "null"], "format": "date-time"},
-            "last_poll_at": {"type": ["string", "null"], "format": "date-time"},
-            "last_result": {"enum": ["ok", "not_modified", "error", None]},
-            "last_http_status": {"type": ["integer", "null"]},
-            "last_duration_ms": {"type": ["number", "null"]},
-            "entries_last_poll": {"type": ["integer", "null"]},
-            "events_last_poll": {"type": ["integer", "null"]},
-            "consecutive_errors": {"type": "integer"},
-            "last_error": {"type": ["string", "null"]},
-            "stories": {"type": "integer", "description": "stories of this feed tracked"},
-            "etag": {"type": ["string", "null"], "description": "validator in use"},
-            "last_modified": {"type": ["string", "null"], "description": "validator in use"},
-            "websub": _ref("WebSub"),
-        },
-    },
-    "WebSub": {
-        "type": "object",
-        "description": "push subscription at the feed's WebSub hub (docs/websub.md)",
-        "properties": {
-            "state": {"enum": ["off", "pending", "active", "denied", "failed"]},
-            "summary": {"type": "string", "description": "e.g. 'active until ...'"},
-            "reason": {"type": ["string", "null"]},
-            "hub": {"type": ["string", "null"]},
-            "topic": {"type": ["string", "null"]},
-            "active_until": {"type": ["string", "null"], "format": "date-time"},
-            "last_push_at": {"type": ["string", "null"], "format": "date-time"},
-            "pushes": {"type": "integer"},
-            "bad_signatures": {"type": "integer"},
-        },
-    },
-    "Feed": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "url": {"type": "string"},
-            "title": {"type": ["string", "null"]},
-            "interval_seconds": {"type": "number"},
-            "paused": {"type": "boolean"},
-            "adaptive": {"type": "boolean"},
-            "websub": {"type": "boolean"},
-            "health": _ref("FeedHealth"),
-        },
-    },
-    "NewFeed": {
-        "type": "object",
-        "required": ["url"],
-        "additionalProperties": False,
-        "properties": {
-            "url": {"type": "string", "description": "http or https"},
-            "id": {
-                "type": "string",
-                "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-                "description": "default: derived from the URL's host and a hash",
-            },
-            "title": {"type": ["string", "null"]},
-            "interval_seconds": {
-                "type": "number",
-                "default": 60,
-                "description": "within the poll.min_interval..poll.max_interval settings",
-            },
-            "paused": {"type": "boolean", "default": False},
-            "adaptive": {"type": "boolean", "default": True},
-            "websub": {"type": "boolean", "default": True},
-        },
-    },
-    "FeedChange": {
-        "type": "object",
-        "minProperties": 1,
-        "additionalProperties": False,
-        "properties": {
-            "url": {"type": "string"},
-            "title": {"type": ["string", "null"]},
-            "interval_seconds": {"type": "number"},
-            "paused": {"type": "boolean"},
-            "adaptive": {"type": "boolean"},
-            "websub": {"type": "boolean"},
-        },
-    },
-    "PollOutcome": {
-        "type": "object",
-        "properties": {
-            "feed_id": {"type": "string"},
-            "at": {"type": "string", "format": "date-time"},
-            "status": {"enum": ["ok", "not_modified", "error"]},
-            "http_status": {"type": ["integer", "null"]},
-            "error": {"type": ["string", "null"]},
-            "entries": {"type": "integer"},
-            "events": {"type": "integer"},
-            "duration_ms": {"type": "number"},
-        },
-    },
-    "AuditRecord": {
-        "type": "object",
-        "properties": {
-            "at": {"type": "string", "format": "date-time"},
-            "actor": {"type": "string", "description": "name of the token used"},
-            "action": {"enum": ["feed.create", "feed.update", "feed.delete", "feed.poll"]},
-            "feed_id": {"type": "string"},
-            "before": {"type": ["object", "null"], "description": "changed fields, old values"},
-            "after": {"type": ["object", "null"], "description": "changed fields, new values"},
-            "result": {
-                "type": "string",
-                "description": "feed.poll only: the poll's status, or requested (202)",
-            },
-        },
-    },
-    "Stats": {
-        "type": "object",
-        "properties": {
-            "connected_clients": {"type": "integer"},
-            "connected_by_transport": {"type": "object"},
-            "updates_published_total": {"type": "integer"},
-            "messages_sent_total": {"type": "integer"},
-            "slow_clients_dropped_total": {"type": "integer"},
-            "polls_total": {"type": "object"},
-            "window_minutes": {"type": "integer"},
-            "updates_published_per_minute": {"type": "array", "items": {"type": "object"}},
-            "messages_sent_per_minute": {"type": "array", "items": {"type": "object"}},
-        },
-    },
-}
+# Every schema comes from a model: the bodies ops/feeds.py decodes and the answers it builds.
+_MODELS = (
+    Error,
+    models.Feed,
+    models.FeedList,
+    models.NewFeed,
+    models.FeedChange,
+    models.Deleted,
+    models.Polled,
+    models.PollRequested,
+    models.AuditList,
+    models.Stats,
+)
+
+
+@cache
+def _schemas() -> dict[str, Any]:
+    return msgspec.json.schema_components(_MODELS, ref_template="#/components/schemas/{name}")[1]
 
 
 def openapi_schema() -> dict[str, Any]:
@@ -179,13 +66,7 @@ def openapi_schema() -> dict[str, Any]:
                 "get": {
                     "summary": "Every feed with its health",
                     "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {"feeds": {"type": "array", "items": _ref("Feed")}},
-                            },
-                            "The feeds, by id",
-                        ),
+                        "200": _json(_ref("FeedList"), "The feeds, by id"),
                         **_errors(),
                     },
                 },
@@ -215,10 +96,7 @@ def openapi_schema() -> dict[str, Any]:
                 "delete": {
                     "summary": "Stop polling and forget the feed (its stories and logs stay)",
                     "responses": {
-                        "200": _json(
-                            {"type": "object", "properties": {"deleted": {"type": "string"}}},
-                            "Deleted",
-                        ),
+                        "200": _json(_ref("Deleted"), "Deleted"),
                         **_errors(404),
                     },
                 },
@@ -229,23 +107,11 @@ def openapi_schema() -> dict[str, Any]:
                     "summary": "Poll the feed now (even when paused) and answer the outcome",
                     "responses": {
                         "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "outcome": _ref("PollOutcome"),
-                                    "feed": _ref("Feed"),
-                                },
-                            },
+                            _ref("Polled"),
                             "The poll's outcome (an error outcome is still a 200: the poll ran)",
                         ),
                         "202": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "outcome": {"type": "null"},
-                                    "feed": _ref("Feed"),
-                                },
-                            },
+                            _ref("PollRequested"),
                             "Web-only process: the poll was requested from the workers and"
                             " none ended it in time; a worker polls the feed when it can",
                         ),
@@ -269,15 +135,7 @@ def openapi_schema() -> dict[str, Any]:
                         }
                     ],
                     "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "audit": {"type": "array", "items": _ref("AuditRecord")}
-                                },
-                            },
-                            "Audit records",
-                        ),
+                        "200": _json(_ref("AuditList"), "Audit records"),
                         **_errors(400, 422),
                     },
                 },
@@ -305,7 +163,7 @@ def openapi_schema() -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": _SCHEMAS,
+            "schemas": _schemas(),
             "responses": {
                 f"E{code}": _json(_ref("Error"), text)
                 for code, text in {

@@ -3,10 +3,12 @@
  * An ES module, no build step, no dependencies, no globals. Parts:
  *   livediff.js    applying a diff and turning it into highlighted paragraphs and words
  *   connection.js  one WebSocket with resumable subscriptions and jittered backoff
+ *   devicepush.js  "Get real time updates on this device": Web Push for the open story
  *   this file      the feed list, the open story and its history, the status line, toasts
  */
 
 import { Connection } from "./connection.js";
+import { DevicePush } from "./devicepush.js";
 import { DiffError, applyDiff, displayItems, headlineRuns } from "./livediff.js";
 
 const TOAST_MS = 6000;
@@ -282,6 +284,7 @@ class StoryView {
     const channel = `story:${id}`;
     this.current = { id, channel, snapshot: null, history: [] };
     this.viewing = null;
+    this.page.devicePush.show(id);
     this.renderHistory();
     this.page.feeds.render();
     const token = ++this.loadToken;
@@ -394,7 +397,7 @@ class StoryView {
     this.renderHistory();
     const summary = event.summary || "Story updated";
     this.page.toast(summary);
-    this.page.notify(next.title, summary);
+    this.page.notify(current.id, next.title, summary);
     this.page.feeds.retitle(current.id, next.title);
   }
 
@@ -517,12 +520,16 @@ class Page {
     );
     this.feeds = new FeedList(this.connection, this);
     this.story = new StoryView(this.connection, this);
+    this.devicePush = new DevicePush(el("notify"), (text) => {
+      const status = el("device-status");
+      status.textContent = text;
+      status.hidden = false;
+    });
     this.toastTimer = null;
   }
 
   start() {
-    el("notify").addEventListener("click", () => this.askToNotify());
-    if ("Notification" in window && Notification.permission === "default") el("notify").hidden = false;
+    this.devicePush.start();
     window.addEventListener("hashchange", () => this.followHash());
     // Cuts the connection as a network failure would, to watch the page resume (tests use it).
     document.addEventListener("liveupdates:drop", () => this.connection.drop());
@@ -570,21 +577,15 @@ class Page {
     }, TOAST_MS);
   }
 
-  // -- notifications while the tab is in the background -----------------------------------------
+  // -- a notification while the tab is in the background ----------------------------------------
 
-  async askToNotify() {
-    if (!("Notification" in window)) return;
-    const answer = await Notification.requestPermission();
-    el("notify").hidden = answer !== "default";
-    if (answer === "granted") this.toast("You will get a notification when this story changes.");
-  }
-
-  notify(title, body) {
-    // Only when the reader is elsewhere: on the page itself the highlight says it all.
+  notify(storyId, title, body) {
+    // Only when the reader is elsewhere: on the page itself the highlight says it all. The tag is
+    // the story id, as in the service worker's, so a Web Push for the same change replaces this.
     if (!document.hidden || !("Notification" in window)) return;
     if (Notification.permission !== "granted") return;
     try {
-      new Notification(title, { body, tag: "liveupdates" });
+      new Notification(title, { body, tag: storyId });
     } catch (err) {
       // Some mobile browsers only allow notifications from a service worker; the page still works.
     }

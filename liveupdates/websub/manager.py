@@ -124,6 +124,12 @@ class WebSubManager:
                     await task
             await self.client.aclose()
 
+    def _failed(self, exc: Exception, message: str, *args: object) -> None:
+        """A store outage is the availability's one line; anything else is logged with its
+        traceback."""
+        if not self.backends.availability.failed(exc):
+            log.error(message, *args, exc_info=exc)
+
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -133,9 +139,9 @@ class WebSubManager:
         while True:
             try:
                 await self.tick()
-            except Exception:
+            except Exception as exc:
                 # The store may be briefly unreachable; the next tick tries again.
-                log.exception("websub: tick failed")
+                self._failed(exc, "websub: tick failed")
             await asyncio.sleep(self.tick_seconds)
 
     async def _consume_loop(self) -> None:
@@ -143,7 +149,9 @@ class WebSubManager:
             try:
                 # One worker drains the queue at a time, in order: pushes of a feed are then
                 # ingested one after another and oldest first, whichever web process queued them.
-                if not await self.wstore.claim_action(QUEUE_HOLDER, QUEUE_HOLD):
+                claimed = await self.wstore.claim_action(QUEUE_HOLDER, QUEUE_HOLD)
+                self.backends.availability.answered()
+                if not claimed:
                     await asyncio.sleep(QUEUE_WAIT)
                     continue
                 try:
@@ -154,17 +162,19 @@ class WebSubManager:
                     await self.wstore.release_action(QUEUE_HOLDER)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("websub: could not read queued pushes")
-                await asyncio.sleep(QUEUE_WAIT)
+            except Exception as exc:
+                self._failed(exc, "websub: could not read queued pushes")
+                # While the store is down, later and later (one line for the outage, not one
+                # traceback per try).
+                await asyncio.sleep(self.backends.availability.retry_delay(QUEUE_WAIT))
 
     async def _ingest(self, feed_id: str, body: bytes, headers: Mapping[str, str]) -> None:
         if self.deliver is None:
             return
         try:
             report = await self.deliver(feed_id, body, headers)
-        except Exception:
-            log.exception("websub: ingesting a push for feed %s failed", feed_id)
+        except Exception as exc:
+            self._failed(exc, "websub: ingesting a push for feed %s failed", feed_id)
             return
         if report is None:
             log.warning("websub: push for feed %s, which is not polled here", feed_id)
@@ -206,9 +216,9 @@ class WebSubManager:
         try:
             await self.backends.claims.request(feed_id)
             await self.backends.signals.send(Signal(SignalKind.POLL, feed_id))
-        except Exception:
+        except Exception as exc:
             # The feed's next scheduled poll (no longer held back by the floor) comes anyway.
-            log.exception("websub: could not request a poll of feed %s", feed_id)
+            self._failed(exc, "websub: could not request a poll of feed %s", feed_id)
 
     async def _fail(self, sub: WebSubSubscription, reason: str) -> None:
         sub.state, sub.reason, sub.expires_at = "failed", reason, None

@@ -2,7 +2,9 @@
 
 `Processes` starts `python -m liveupdates.cli <args>` subprocesses configured only through the
 environment it is given, one log file per process start, and stops every one at teardown.
-`free_port()` picks a free loopback TCP port for a process to listen on.
+`free_port()` picks a free loopback TCP port for a process to listen on. `clean_env()` and
+`redis_env()` build a process's environment; `run_command()` runs a command that should end by
+itself (a start-up mistake) and returns what it printed.
 
     procs = Processes(env, tmp_path / "logs")
     procs.start("web-a", "web", "--port", str(free_port()))
@@ -11,6 +13,7 @@ environment it is given, one log file per process start, and stops every one at 
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -26,6 +29,43 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def clean_env(**variables: str) -> dict[str, str]:
+    """This environment without any LIVEUPDATES_* variable (the developer's own must not leak
+    into a test's process), plus `variables`, with unbuffered output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEUPDATES_")}
+    env.update(PYTHONUNBUFFERED="1", **variables)
+    return env
+
+
+def redis_env(
+    redis_url: str, redis_prefix: str, tmp_path: Path, feeds: Path, **variables: str
+) -> dict[str, str]:
+    """The environment of a scale-out (Redis mode) process: its Redis and key prefix, a data
+    directory under `tmp_path`, the feeds file `feeds`, then `variables` (LIVEUPDATES_... names)."""
+    return clean_env(
+        LIVEUPDATES_REDIS_URL=redis_url,
+        LIVEUPDATES_REDIS_PREFIX=redis_prefix,
+        LIVEUPDATES_DATA_DIR=str(tmp_path / "data"),
+        LIVEUPDATES_FEEDS=str(feeds),
+        **variables,
+    )
+
+
+def run_command(
+    env: dict[str, str], *args: str, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """Run `liveupdates <args>` to its end; stdout and stderr apart, as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "liveupdates.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 class Processes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -57,14 +58,15 @@ def served_extra_feeds() -> str:
     return ""
 
 
-@pytest.fixture
-def served(tmp_path: Path, served_extra_feeds: str) -> Iterator[Served]:
-    """`liveupdates serve` on a free port with a fast demo and its own data directory."""
+@contextlib.contextmanager
+def serving(tmp_path: Path, extra_feeds: str = "", **env_extra: str) -> Iterator[Served]:
+    """`liveupdates serve` on a free port with a fast demo and its own data directory in
+    `tmp_path`; `env_extra` adds LIVEUPDATES_* settings. Stopped (SIGINT) on exit."""
     port = _free_port()
     feeds = tmp_path / "feeds.toml"
     feeds.write_text(
         f'[[feeds]]\nid = "demo"\ntitle = "{FEED_TITLE}"\n'
-        'url = "{self}/demo/feed.xml"\ninterval_seconds = 2\n' + served_extra_feeds
+        'url = "{self}/demo/feed.xml"\ninterval_seconds = 2\n' + extra_feeds
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEUPDATES_")}
     env.update(
@@ -73,6 +75,7 @@ def served(tmp_path: Path, served_extra_feeds: str) -> Iterator[Served]:
         LIVEUPDATES_FEEDS=str(feeds),
         LIVEUPDATES_FETCH_ALLOW_NETWORKS=ALLOW_LOOPBACK,
         PYTHONUNBUFFERED="1",
+        **env_extra,
     )
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
@@ -102,3 +105,10 @@ def served(tmp_path: Path, served_extra_feeds: str) -> Iterator[Served]:
         yield served
     finally:
         _stop(process)
+
+
+@pytest.fixture
+def served(tmp_path: Path, served_extra_feeds: str) -> Iterator[Served]:
+    """`liveupdates serve` on a free port with a fast demo and its own data directory."""
+    with serving(tmp_path, served_extra_feeds) as running:
+        yield running

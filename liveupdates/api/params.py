@@ -1,0 +1,108 @@
+"""Reading request parameters (query strings, path segments) into the models. Pure.
+
+Query strings are text: a field typed `int` is read with validate.parse_int (ASCII digits only,
+bounded before conversion, surrounding spaces allowed) using the bounds the model declares, a `str`
+field with validate.check_text; then msgspec checks the rest of the model's constraints (lengths,
+patterns). Every refusal is an `InvalidInput` whose message names the parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import TypeVar
+
+import msgspec
+from msgspec import inspect
+
+from liveupdates.validate import MAX_INT, InvalidInput, check_text, parse_int
+
+T = TypeVar("T", bound=msgspec.Struct)
+_MISSING = re.compile(r"Object missing required field `([^`]+)`")
+
+
+def _scalar(t: inspect.Type) -> inspect.Type:
+    """The non-None member of `X | None` (and X itself), without its Meta annotations."""
+    if isinstance(t, inspect.Metadata):
+        return _scalar(t.type)
+    if isinstance(t, inspect.UnionType):
+        members = [m for m in t.types if not isinstance(m, inspect.NoneType)]
+        if len(members) == 1:
+            return _scalar(members[0])
+    return t
+
+
+@dataclass(frozen=True, slots=True)
+class _Param:
+    name: str  # the field's name, for messages
+    key: str  # the parameter's name on the wire
+    integer: bool
+    low: int
+    high: int
+    max_length: int | None
+
+
+@cache
+def _plan(model: type[msgspec.Struct]) -> tuple[_Param, ...]:
+    """What to check for each field of `model`, read once from its type annotations."""
+    info = inspect.type_info(model)
+    assert isinstance(info, inspect.StructType)
+    plan = []
+    for field in info.fields:
+        kind = _scalar(field.type)
+        low, high = 0, MAX_INT
+        if isinstance(kind, inspect.IntType):
+            low = kind.ge if kind.ge is not None else low
+            high = kind.le if kind.le is not None else high
+        plan.append(
+            _Param(
+                name=field.name,
+                key=field.encode_name,
+                integer=isinstance(kind, inspect.IntType),
+                low=low,
+                high=high,
+                max_length=getattr(kind, "max_length", None),
+            )
+        )
+    return tuple(plan)
+
+
+def parse(model: type[T], params: Mapping[str, str], *, messages: Mapping[str, str] = {}) -> T:
+    """`params` as a `model`; an empty value counts as absent (the default applies).
+
+    `messages` may give a field's own refusal text (the protocol's wording for `since`, say).
+    """
+    values: dict[str, object] = {}
+    for param in _plan(model):
+        raw = params.get(param.key)
+        if raw is None or raw == "":
+            continue
+        try:
+            if param.integer:
+                values[param.key] = parse_int(raw, param.name, low=param.low, high=param.high)
+            else:
+                values[param.key] = check_text(raw, param.name, max_length=param.max_length)
+        except InvalidInput:
+            if param.name in messages:
+                raise InvalidInput(messages[param.name]) from None
+            raise
+    try:
+        return msgspec.convert(values, model)
+    except msgspec.ValidationError as exc:
+        text = _message(exc)
+        field = text.partition(":")[0]
+        raise InvalidInput(messages.get(field, text)) from None
+
+
+def _message(exc: msgspec.ValidationError) -> str:
+    """msgspec says "Expected `str` matching regex '...' - at `$.cursor`": the field first."""
+    text = str(exc)
+    missing = _MISSING.fullmatch(text)
+    if missing:
+        return f"{missing.group(1)} is required"
+    head, sep, where = text.rpartition(" - at `$.")
+    if not sep or not head:
+        return text
+    return f"{where.rstrip('`')}: {head[0].lower()}{head[1:]}"
