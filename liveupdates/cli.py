@@ -96,13 +96,10 @@ async def _push(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.action is not None and not args.device_id:
         raise CliError("push test needs a DEVICE_ID")
-    try:
-        if args.action is None:
-            await run_push_process(settings)
-            return 0
-        result = await send_test(settings, args.device_id)
-    except ModuleNotFoundError as exc:
-        raise CliError(f"device push providers are missing from this installation: {exc}") from None
+    if args.action is None:
+        await run_push_process(settings)
+        return 0
+    result = await send_test(settings, args.device_id)
     if result.status != "sent":
         raise CliError(f"test notification not sent: {result.status} {result.detail}".strip())
     print(f"test notification sent to {args.device_id}")

@@ -4,9 +4,7 @@
   in its own document, tests/test_admin_api.py), /v1/ws in /v1/asyncapi.json; pages are not API.
 - Every documented route the app serves answers as documented: schemathesis sends generated and
   example requests to a real `liveupdates serve` process and validates every response (status,
-  content type, headers, body schema) against /v1/openapi.json. The device push routes are
-  documented before this tree serves them: DOCUMENTED_SERVED_BY_PUSH_DISPATCHER names them, and
-  they are checked like the rest as soon as the app serves them.
+  content type, headers, body schema) against /v1/openapi.json.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from liveupdates.api.asyncapi import asyncapi_document
-from liveupdates.api.openapi import DOCUMENTED_SERVED_BY_PUSH_DISPATCHER, openapi_document
+from liveupdates.api.openapi import openapi_document
 from liveupdates.backends import open_backends
 from liveupdates.server import build_app
 from liveupdates.settings import Settings
@@ -84,12 +82,10 @@ def test_every_served_route_is_documented(tmp_path: Path) -> None:
     assert "/v1/sse" in addresses
 
 
-def test_every_documented_route_is_served_or_awaits_the_push_part(tmp_path: Path) -> None:
+def test_every_documented_route_is_served(tmp_path: Path) -> None:
     http, _ = _served_routes(tmp_path)
     unserved = _documented() - http
-    assert unserved <= DOCUMENTED_SERVED_BY_PUSH_DISPATCHER, (
-        f"documented but served by nothing: {unserved - DOCUMENTED_SERVED_BY_PUSH_DISPATCHER}"
-    )
+    assert not unserved, f"documented but served by nothing: {unserved}"
 
 
 def test_the_documents_name_every_model_they_reference() -> None:
@@ -117,10 +113,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def live_schema(live: Served, tmp_path_factory: pytest.TempPathFactory) -> schemathesis.BaseSchema:
-    served_http, _ = _served_routes(tmp_path_factory.mktemp("routes"))
     schema = schemathesis.openapi.from_url(f"{live.url}/v1/openapi.json")
-    for method, path in sorted(_documented() - served_http):
-        schema = schema.exclude(method=method.upper(), path=path)
     return schema.exclude(path=STREAMING)
 
 

@@ -18,20 +18,6 @@ from liveupdates.api import examples, models, push
 
 REF = "#/components/schemas/{name}"
 
-# Documented here, answered by the device push routes (issue 11) where the push part is merged.
-# tests/test_public_api.py accepts that the app under test may not serve these (yet): every other
-# documented route must be served and answer as documented. Empty this once push is merged.
-DOCUMENTED_SERVED_BY_PUSH_DISPATCHER: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("get", "/v1/push/vapid-public-key"),
-        ("post", "/v1/devices"),
-        ("delete", "/v1/devices/{device_id}"),
-        ("get", "/v1/devices/{device_id}/subscriptions"),
-        ("put", "/v1/devices/{device_id}/subscriptions/{channel}"),
-        ("delete", "/v1/devices/{device_id}/subscriptions/{channel}"),
-    }
-)
-
 
 @dataclass(frozen=True)
 class Answer:

@@ -58,12 +58,7 @@ async def run_dispatcher(
 ) -> AsyncIterator[Dispatcher | None]:
     """Run a dispatcher in this process while the block runs (`serve`, `push`)."""
     if providers is None:
-        try:
-            providers = await default_providers(settings, backends)
-        except ModuleNotFoundError as exc:  # a build without the provider modules
-            log.warning("device push is off: %s", exc)
-            yield None
-            return
+        providers = await default_providers(settings, backends)
     dispatcher = Dispatcher(
         settings, backends.store, backends.devices, providers, observe=metrics.push_outcome
     )

@@ -1,0 +1,346 @@
+"""Device push throughput: one story update followed by N Web Push devices, delivered to a local
+push service, against pywebpush's own `webpush()` loop as the baseline, in the same run.
+
+    python -m bench.push                       # 10,000 and 100,000 devices; baseline 2,000 sends
+    python -m bench.push --devices 2000 --baseline 500     # quick
+
+Three processes, all on 127.0.0.1 (see bench/README.md, "Device push"):
+- a push service (`receive`): a minimal HTTP/1.1 keep-alive server that answers 201 to every POST
+  and counts them; it does not decrypt (the strict server in tests/support does), so it costs both
+  sides the same little CPU;
+- the baseline (`baseline`): `pywebpush.webpush()` called once per device in a loop, each call
+  encrypting (RFC 8291) and signing (VAPID) as the library does;
+- liveupdates (`project`): the real dispatcher (`run_dispatcher`, as `liveupdates push` runs it) on
+  a SQLite store holding N registered devices that follow one story; the story gains a paragraph
+  (the real store write and event) and the clock runs until the service has counted N sends.
+
+"Per core" is sends / CPU seconds of the sending process (user + system, the SQLite thread
+included), so the figures do not depend on how the two cores are shared with the push service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+TARGET_RATIO = 3.0
+TARGET_SECONDS_100K = 60.0
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def browser_keys() -> dict[str, str]:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    point = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    return {"p256dh": b64url(point), "auth": b64url(os.urandom(16))}
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# -- the push service ----------------------------------------------------------------------------
+
+
+class _Receiver(asyncio.Protocol):
+    count = 0
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buffer[:end].decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value.strip())
+            if len(self.buffer) < end + 4 + length:
+                return
+            self.buffer = self.buffer[end + 4 + length :]
+            assert self.transport is not None
+            if head.startswith("GET /count"):
+                body = str(_Receiver.count).encode()
+                self.transport.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+            else:
+                _Receiver.count += 1
+                self.transport.write(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+
+
+async def receive(port: int) -> None:
+    server = await asyncio.get_running_loop().create_server(_Receiver, "127.0.0.1", port)
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def received(port: int) -> int:
+    import httpx
+
+    return int(httpx.get(f"http://127.0.0.1:{port}/count", timeout=10).text)
+
+
+async def received_async(port: int) -> int:
+    # A bare request on a fresh connection: an HTTP client here would add its own cost to the
+    # dispatcher's process, which is what is measured.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /count HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n\r\n")
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    body = await reader.readexactly(length)
+    writer.close()
+    return int(body)
+
+
+# -- the baseline: pywebpush's webpush() loop ------------------------------------------------------
+
+
+def baseline(port: int, n: int) -> dict[str, Any]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from py_vapid import Vapid
+    from pywebpush import webpush
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    vapid = Vapid.from_pem(pem)
+    keys = browser_keys()  # one key pair for every device: encryption still runs per send
+    payload = json.dumps(_payload()).encode()
+    start_cpu, start = cpu_seconds(), time.perf_counter()
+    for i in range(n):
+        webpush(
+            {"endpoint": f"http://127.0.0.1:{port}/push/{i}", "keys": keys},
+            payload,
+            vapid_private_key=vapid,
+            vapid_claims={"sub": "mailto:bench@example.org"},
+            ttl=86400,
+            headers={"Urgency": "normal", "Topic": "bench-story"},
+        )
+    return {
+        "sent": n,
+        "cpu": cpu_seconds() - start_cpu,
+        "wall": time.perf_counter() - start,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def _payload() -> dict[str, Any]:
+    return {
+        "type": "notification",
+        "channel": "story:bench-story",
+        "seq": 2,
+        "epoch": "bench",
+        "kind": "updated",
+        "story": {"id": "bench-story", "title": "Ferry timetable changes", "url": "https://x/"},
+        "title": "Ferry timetable changes",
+        "body": "1 new paragraph: the evening crossing moves to 19:40.",
+        "updates": 1,
+    }
+
+
+# -- liveupdates: the real dispatcher ------------------------------------------------------------
+
+
+async def project(port: int, n: int) -> dict[str, Any]:
+    from liveupdates.backends import open_backends
+    from liveupdates.events import channels_for, created_event, updated_event
+    from liveupdates.models import Device, Snapshot
+    from liveupdates.push.service import run_dispatcher
+    from liveupdates.settings import Settings
+
+    data = Path(tempfile.mkdtemp(prefix="pushbench-"))
+    settings = replace(
+        Settings(),
+        data_dir=data,
+        hub_demo=False,
+        push_webpush_hosts=(f"127.0.0.1:{port}",),
+        push_min_gap=0.0,
+        push_scan_interval=0.05,
+    )
+    backends = open_backends(settings)
+    devices, store = backends.devices, backends.store
+    first = Snapshot(
+        id="bench-story",
+        feed="bench",
+        url="https://bench.example/ferry",
+        title="Ferry timetable changes",
+        paragraphs=("The evening crossing moves.",),
+    )
+    await store.append_version(first, "h1", 0, [created_event(first)], channels_for(first))
+    keys = browser_keys()
+    setup = time.perf_counter()
+    for i in range(n):
+        device_id = await devices.register(
+            Device(
+                id=f"d{i:07d}",
+                platform="webpush",
+                address=f"http://127.0.0.1:{port}/push/{i}",
+                keys=keys,
+            ),
+            "not-a-secret",
+            time.time(),
+        )
+        await devices.subscribe(device_id, "story:bench-story", "all", 200)
+    setup = time.perf_counter() - setup
+    async with run_dispatcher(settings, backends) as dispatcher:
+        assert dispatcher is not None
+        await dispatcher.scan_once()  # the channel's cursor is at the log's end: nothing old
+        second = replace(first, paragraphs=(*first.paragraphs, "It leaves at 19:40 from May."))
+        start_cpu, start = cpu_seconds(), time.perf_counter()
+        await store.append_version(
+            second, "h2", 1, [updated_event(first, second, 1)], channels_for(second)
+        )
+        while await received_async(port) < n:
+            await asyncio.sleep(0.05)
+        wall = time.perf_counter() - start
+        cpu = cpu_seconds() - start_cpu
+    await backends.close()
+    return {"sent": n, "cpu": cpu, "wall": wall, "setup": setup, "peak_rss_mib": peak_rss_mib()}
+
+
+# -- the orchestrator ---------------------------------------------------------------------------
+
+
+def _child(*args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.push", *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bench.push {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run(sizes: list[int], baseline_n: int, repeats: int) -> list[dict[str, Any]]:
+    port = _free_port()
+    service = subprocess.Popen(
+        [sys.executable, "-m", "bench.push", "receive", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert service.stdout is not None and service.stdout.readline().strip() == "ready"
+        rows = []
+        for n in sizes:
+            ours, theirs = [], []
+            for _ in range(repeats):  # alternating: project, baseline, project, ...
+                ours.append(_child("project", str(port), str(n)))
+                theirs.append(_child("baseline", str(port), str(baseline_n)))
+            ratios = sorted(
+                (o["sent"] / o["cpu"]) / (t["sent"] / t["cpu"])
+                for o, t in zip(ours, theirs, strict=True)
+            )
+            rows.append(
+                {
+                    "devices": n,
+                    "per_core": sorted(o["sent"] / o["cpu"] for o in ours),
+                    "baseline_per_core": sorted(t["sent"] / t["cpu"] for t in theirs),
+                    "ratio": ratios,
+                    "wall": sorted(o["wall"] for o in ours),
+                    "peak_rss_mib": max(o["peak_rss_mib"] for o in ours),
+                    "baseline_peak_rss_mib": max(t["peak_rss_mib"] for t in theirs),
+                }
+            )
+        return rows
+    finally:
+        service.terminate()
+        service.wait(timeout=10)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    def mid(values: list[float]) -> float:
+        return values[len(values) // 2]
+
+    lines = [
+        f"Device push, Web Push to a local service, {os.cpu_count()} cores "
+        "(median of alternating repetitions, [min-max])",
+        "",
+        "| devices | liveupdates sends/s per core | pywebpush loop per core | ratio | "
+        "wall time | peak RSS | target |",
+        "|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        ratio, wall = row["ratio"], row["wall"]
+        target = f">= {TARGET_RATIO:.0f}x" + (
+            f", <= {TARGET_SECONDS_100K:.0f} s" if row["devices"] >= 100_000 else ""
+        )
+        met = ratio[0] >= TARGET_RATIO and (
+            row["devices"] < 100_000 or wall[-1] <= TARGET_SECONDS_100K
+        )
+        lines.append(
+            f"| {row['devices']:,} | {mid(row['per_core']):,.0f} | "
+            f"{mid(row['baseline_per_core']):,.0f} | {mid(ratio):.2f}x "
+            f"[{ratio[0]:.2f}-{ratio[-1]:.2f}] | {mid(wall):.1f} s [{wall[0]:.1f}-{wall[-1]:.1f}] | "
+            f"{row['peak_rss_mib']:.0f} MiB (baseline {row['baseline_peak_rss_mib']:.0f}) | "
+            f"{target}: {'met' if met else 'missed'} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in ("receive", "baseline", "project"):
+        role, port = sys.argv[1], int(sys.argv[2])
+        if role == "receive":
+            asyncio.run(receive(port))
+        elif role == "baseline":
+            print(json.dumps(baseline(port, int(sys.argv[3]))))
+        else:
+            print(json.dumps(asyncio.run(project(port, int(sys.argv[3])))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", default="10000,100000", help="comma-separated sizes")
+    parser.add_argument("--baseline", type=int, default=2000, help="sends in the baseline loop")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.devices.split(",")]
+    print(table(run(sizes, args.baseline, args.repeats)))
+
+
+if __name__ == "__main__":
+    main()
