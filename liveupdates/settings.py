@@ -166,7 +166,13 @@ class Settings:
 
     @property
     def vapid_subject(self) -> str:
-        return self.push_vapid_subject or self.public_url or "mailto:push@liveupdates.invalid"
+        if self.push_vapid_subject:
+            return self.push_vapid_subject
+        # VAPID wants a contact: the public https URL when there is one (an http one is not
+        # accepted by push services), else a placeholder mailto.
+        if self.public_url and self.public_url.startswith("https://"):
+            return self.public_url
+        return "mailto:push@liveupdates.invalid"
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}
