@@ -174,8 +174,9 @@ def run(n: int, changes: int, interval: float, repeat: int) -> dict[str, Any]:
     return {"clients": n, "changes": changes, "interval_s": interval, "reps": reps}
 
 
-def _spread(values: list[float]) -> str:
-    return f"{percentile(values, 50):.1f} ({min(values):.1f}-{max(values):.1f})"
+def _spread(values: list[float], digits: int = 1) -> str:
+    f = f"{{:.{digits}f}}"
+    return f"{f.format(percentile(values, 50))} ({f.format(min(values))}-{f.format(max(values))})"
 
 
 def table(result: dict[str, Any]) -> str:
@@ -191,7 +192,9 @@ def table(result: dict[str, Any]) -> str:
         e = [pick(r["embedded"]) for r in reps]
         s = [pick(r["redis"]) for r in reps]
         rs = [b / a if a else float("nan") for a, b in zip(e, s, strict=True)]
-        lines.append(f"| {label} | {_spread(e)} | {_spread(s)} | {_spread(rs) if ratio else ''} |")
+        lines.append(
+            f"| {label} | {_spread(e)} | {_spread(s)} | {_spread(rs, 2) if ratio else ''} |"
+        )
 
     row("poll end -> device p50 ms", lambda m: m["poll"]["p50_ms"])
     row("poll end -> device p99 ms", lambda m: m["poll"]["p99_ms"])
