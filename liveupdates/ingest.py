@@ -65,8 +65,9 @@ def read_feed(
     return read_entries(body, headers, url, feed_id, memo)
 
 
-# Feeds whose entries an Ingestor remembers (EntryMemo), least recently read dropped first.
-MEMO_FEEDS = 2048
+# Feeds whose entries an Ingestor remembers (EntryMemo), least recently read dropped first. Only
+# a body (a 200 or a push) touches it, not a 304; it holds about the text of those feeds.
+MEMO_FEEDS = 1024
 
 
 def _parse_iso(value: str) -> float:
