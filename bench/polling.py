@@ -54,6 +54,7 @@ def run(n: int, rounds: int, concurrency: int = 50) -> dict[str, Any]:
             "polls_per_s": percentile(rates, 50),
             "polls_per_s_all": rates,
             "cpu_us_per_poll": percentile(cpu, 50),
+            "cpu_us_per_poll_all": cpu,
             "statuses": rounds_[-1]["statuses"],
         }
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import gc
+import os
 import socket
 import tempfile
 import time
@@ -251,6 +253,7 @@ async def run_hub(
     from liveupdates.hub.app import make_server
     from liveupdates.server import build_app
     from liveupdates.settings import load_settings
+    from liveupdates.store.base import VersionConflict
 
     tmp = tempfile.TemporaryDirectory(prefix="lu-bench-")
     # The repository's defaults (config/liveupdates.toml), ignoring the caller's environment,
@@ -262,10 +265,19 @@ async def run_hub(
         limits_connections_per_address=10_000_000,
         limits_requests_per_second_per_address=1e9,
     )
+    if os.environ.get("BENCH_REDIS_URL"):  # bench/redisbench.py: the Redis store and Streams bus
+        settings = dataclasses.replace(
+            settings,
+            redis_url=os.environ["BENCH_REDIS_URL"],
+            redis_prefix=os.environ.get("BENCH_REDIS_PREFIX", "lu-bench:"),
+        )
     backends = open_backends(settings)
     store, bus = backends.store, backends.bus
     first = snapshot(1)
-    await store.append_version(first, "h1", 0, [update_event(1, time.time())], channels_for(first))
+    with contextlib.suppress(VersionConflict):  # on Redis, the first process stored it already
+        await store.append_version(
+            first, "h1", 0, [update_event(1, time.time())], channels_for(first)
+        )
     version = 1
     ws_sock, http_sock, http_port = None, sock, port
     if native_ws:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -18,9 +19,10 @@ from typing import Any
 from liveupdates import metrics
 from liveupdates.events import channels_for, created_event, updated_event, utcnow_iso
 from liveupdates.feeds.config import SELF_PLACEHOLDER, FeedError, resolve_url
+from liveupdates.feeds.entries import EntriesRead, EntryMemo, read_entries
 from liveupdates.feeds.fetch import Fetcher, FetchResult, next_fetch_state
-from liveupdates.feeds.normalise import content_hash, normalise_entry
-from liveupdates.feeds.parse import ParsedFeed, parse_feed
+from liveupdates.feeds.normalise import content_hash
+from liveupdates.feeds.parse import ParsedFeed
 from liveupdates.feeds.schedule import response_hint
 from liveupdates.models import FeedConfig, FetchState, LogEntry, PollOutcome, Snapshot
 from liveupdates.store.base import Store, VersionConflict
@@ -43,21 +45,29 @@ class PollReport:
     damped: int = 0  # changes ignored as flip-flops
     hint: float | None = None  # seconds the feed says it stays fresh (ttl, max-age)
     consecutive_errors: int = 0  # the feed's count after this poll, as stored
+    reused: int = 0  # entries unchanged since the feed's last body: not parsed nor read again
 
 
 def read_feed(
-    body: bytes, headers: Mapping[str, str], url: str, feed_id: str
-) -> tuple[ParsedFeed, list[tuple[Snapshot, str]]]:
+    body: bytes,
+    headers: Mapping[str, str],
+    url: str,
+    feed_id: str,
+    memo: EntryMemo | None = None,
+) -> EntriesRead:
     """Parse a fetched body and normalise its entries: (parsed feed, [(snapshot, content hash)]).
 
     Pure and CPU-bound (feedparser, HTML to paragraphs, sha256): `Ingestor.poll` runs it in a
-    worker thread so the event loop stays free for fan-out while a feed is read.
+    worker thread so the event loop stays free for fan-out while a feed is read. `memo` is what
+    the feed's previous body read as: entries whose bytes did not change since are taken from it
+    instead of being parsed, normalised and hashed again (liveupdates/feeds/entries.py).
     """
-    parsed = parse_feed(body, headers, url)
-    if parsed.error:
-        return parsed, []
-    snapshots = [s for s in (normalise_entry(e, feed_id) for e in parsed.entries) if s]
-    return parsed, [(snapshot, content_hash(snapshot)) for snapshot in snapshots]
+    return read_entries(body, headers, url, feed_id, memo)
+
+
+# Feeds whose entries an Ingestor remembers (EntryMemo), least recently read dropped first. Only
+# a body (a 200 or a push) touches it, not a 304; it holds about the text of those feeds.
+MEMO_FEEDS = 1024
 
 
 def _parse_iso(value: str) -> float:
@@ -84,6 +94,7 @@ class Ingestor:
         self.publish = publish
         self.flipflop_window = flipflop_window
         self.self_url = self_url
+        self._memos: OrderedDict[str, EntryMemo] = OrderedDict()
 
     async def poll(self, feed: FeedConfig) -> PollReport:
         started = time.monotonic()
@@ -137,10 +148,18 @@ class Ingestor:
         `on_read` sees the parsed feed first when it parsed."""
         parsed = None
         read: list[tuple[Snapshot, str]] = []
+        total = reused = 0
         if result.status == "ok" and result.body is not None:
-            parsed, read = await asyncio.to_thread(
-                read_feed, result.body, result.headers, result.url or url, feed.id
+            got = await asyncio.to_thread(
+                read_feed,
+                result.body,
+                result.headers,
+                result.url or url,
+                feed.id,
+                self._memos.get(feed.id),
             )
+            parsed, read, total, reused = got.parsed, got.read, got.total, got.reused
+            self._remember(feed.id, got.memo)
             if not parsed.error and on_read is not None:
                 on_read(feed, result.url or url, result.headers, parsed)
             if parsed.error:
@@ -188,7 +207,7 @@ class Ingestor:
             started,
             "ok",
             http_status=result.http_status,
-            entries=len(parsed.entries),
+            entries=total,
             events=len(report_events),
             state=changed_state,
             errors=new_state.consecutive_errors,
@@ -196,7 +215,17 @@ class Ingestor:
         report.events = report_events
         report.damped = damped
         report.hint = hint
+        report.reused = reused
         return report
+
+    def _remember(self, feed_id: str, memo: EntryMemo | None) -> None:
+        if memo is None:
+            self._memos.pop(feed_id, None)
+            return
+        self._memos[feed_id] = memo
+        self._memos.move_to_end(feed_id)
+        while len(self._memos) > MEMO_FEEDS:
+            self._memos.popitem(last=False)
 
     async def _ingest(
         self, snapshot: Snapshot, digest: str | None

@@ -125,3 +125,46 @@ def test_odd_atom_entries_keep_only_readable_text() -> None:
     assert rich.updated is None  # "not a date" is no date
     # Two entries with one guid are one story, seen twice.
     assert repeated.id == rich.id
+
+
+def _memo_matches_full_read(path: Path) -> int:
+    """Read a file after itself (every entry remembered) and after a version of it without its
+    first entry (that entry the only one parsed again): each time the result is what a full read
+    gives. Returns how many entries were taken from the memo."""
+    from liveupdates.feeds.entries import read_entries, split_entries
+
+    body = path.read_bytes()
+    spans = split_entries(body)
+    if not spans:
+        return 0
+    headers = {"content-type": "application/xml"}
+    url = "https://corpus.example/feed"
+    start, end = spans[0]
+    reused = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = read_entries(body, headers, url, "corpus", None)
+        for before in (body, body[:start] + body[end:]):
+            memo = read_entries(before, headers, url, "corpus", None).memo
+            got = read_entries(body, headers, url, "corpus", memo)
+            assert (got.read, got.total, got.parsed.links, got.parsed.error) == (
+                full.read,
+                full.total,
+                full.parsed.links,
+                full.parsed.error,
+            )
+            reused += got.reused
+    return reused
+
+
+def test_entries_remembered_from_the_last_read_give_what_a_full_read_gives() -> None:
+    fixtures = sorted(p for p in FIXTURE_FEEDS.rglob("*") if p.is_file())
+    shared = sorted(SHARED_CORPUS.rglob("*.xml")) if SHARED_CORPUS.is_dir() else []
+    reused, failures = 0, []
+    for path in fixtures + shared:
+        try:
+            reused += _memo_matches_full_read(path)
+        except Exception:
+            failures.append(f"{path}:\n{traceback.format_exc(limit=3)}")
+    assert not failures, f"{len(failures)} files read differently:\n" + "\n".join(failures[:10])
+    assert reused > 0

@@ -129,6 +129,20 @@ async def test_etag_round_trip_gives_304_without_body(
     assert third.etag != first.etag
 
 
+async def test_a_304_leaves_its_connection_to_the_next_poll(
+    feed_server: FeedServer, fetcher: Fetcher
+) -> None:
+    url = feed_server.url("/kept.xml")
+    feed_server.set("/kept.xml", RSS, etag=True)
+    state = FetchState()
+    for _ in range(3):
+        result = await fetcher.fetch(url, state)
+        state = next_fetch_state(state, result, now=1000.0)
+    assert result.status == "not_modified"
+    # One connection for the 200 and both 304s: a 304 closed unread would drop it.
+    assert len({r.client for r in feed_server.requests("/kept.xml")}) == 1
+
+
 async def test_last_modified_round_trip_gives_304_without_body(
     feed_server: FeedServer, fetcher: Fetcher
 ) -> None:

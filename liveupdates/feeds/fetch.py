@@ -193,6 +193,10 @@ class Fetcher:
             status = response.status_code
 
             if status == 304:
+                # A 304 has no body (h11 reads none whatever the server sends), but the
+                # response must be read to its end for the connection to go back to the pool:
+                # closed unread, it is dropped and the next poll pays a new handshake.
+                await response.aread()
                 return FetchResult(
                     status="not_modified",
                     url=final_url,

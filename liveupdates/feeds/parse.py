@@ -34,6 +34,9 @@ class ParsedFeed:
     warning: str | None = None
     error: str | None = None
     version: str = ""
+    # bozo for a reason that makes the document less of a feed (broken XML), not a mere
+    # content-type or charset complaint
+    broken: bool = False
     # (rel, href) of the feed's own links (atom:link, also inside RSS): WebSub discovery reads them
     links: list[tuple[str, str]] = field(default_factory=list)
 
@@ -70,6 +73,7 @@ def parse_feed(body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
         bozo=bozo,
         warning=warning,
         version=str(result.get("version", "") or ""),
+        broken=broken,
         links=_links(feed_meta),
     )
     # `version` is feedparser's verdict that it saw RSS, Atom or RDF; an HTML page or JSON gets

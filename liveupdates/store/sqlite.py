@@ -47,6 +47,7 @@ from liveupdates.store.base import (
     unique_channels,
     utc_now_iso,
 )
+from liveupdates.store.batch import Batcher
 
 T = TypeVar("T")
 
@@ -175,6 +176,8 @@ class SQLiteStore:
             uri=self.path.startswith("file:"),
         )
         self._closed = False
+        self._state_reads = Batcher(self._read_fetch_states)
+        self._poll_writes = Batcher(self._write_polls)
         conn = self._conn
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         if self.path != MEMORY:
@@ -278,12 +281,26 @@ class SQLiteStore:
         return await self._run_write(delete)
 
     async def get_fetch_state(self, feed_id: str) -> FetchState:
-        row = await self._run(
-            lambda c: c.execute(
-                "SELECT state FROM fetch_state WHERE feed_id = ?", (feed_id,)
-            ).fetchone()
-        )
-        return FetchState(**json.loads(row[0])) if row else FetchState()
+        # Batched: a poller reads many feeds' states at once (liveupdates/store/batch.py).
+        return await self._state_reads.submit(feed_id)
+
+    async def _read_fetch_states(self, feed_ids: Sequence[str]) -> list[FetchState]:
+        def read(c: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            unique = list(dict.fromkeys(feed_ids))
+            for i in range(0, len(unique), _IN_CHUNK):
+                chunk = unique[i : i + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    c.execute(
+                        f"SELECT feed_id, state FROM fetch_state WHERE feed_id IN ({marks})",
+                        chunk,
+                    ).fetchall()
+                )
+            return found
+
+        rows = await self._run(read)
+        return [FetchState(**json.loads(rows[f])) if f in rows else FetchState() for f in feed_ids]
 
     async def set_fetch_state(self, feed_id: str, state: FetchState) -> None:
         data = json.dumps(asdict(state))
@@ -298,25 +315,40 @@ class SQLiteStore:
     async def record_poll(
         self, outcome: PollOutcome, fetch_state: FetchState | None = None
     ) -> None:
-        data = json.dumps(asdict(outcome), ensure_ascii=False)
-        state = json.dumps(asdict(fetch_state)) if fetch_state is not None else None
-        error = error_text(outcome)  # None keeps the previous last_error (COALESCE below)
+        # Batched: the outcomes of polls that end together are written in one transaction
+        # (liveupdates/store/batch.py); each caller returns once its own is committed.
+        await self._poll_writes.submit((outcome, fetch_state))
+
+    async def _write_polls(
+        self, polls: Sequence[tuple[PollOutcome, FetchState | None]]
+    ) -> list[None]:
+        rows = [
+            (
+                outcome.feed_id,
+                json.dumps(asdict(outcome), ensure_ascii=False),
+                error_text(outcome),  # None keeps the previous last_error (COALESCE below)
+                json.dumps(asdict(state)) if state is not None else None,
+            )
+            for outcome, state in polls
+        ]
 
         def write(c: sqlite3.Connection) -> None:
-            c.execute(
-                "INSERT INTO polls (feed_id, outcome, last_error) VALUES (?, ?, ?)"
-                " ON CONFLICT (feed_id) DO UPDATE SET outcome = excluded.outcome,"
-                " last_error = COALESCE(excluded.last_error, polls.last_error)",
-                (outcome.feed_id, data, error),
-            )
-            if state is not None:
+            for feed_id, data, error, state in rows:
                 c.execute(
-                    "INSERT INTO fetch_state (feed_id, state) VALUES (?, ?)"
-                    " ON CONFLICT (feed_id) DO UPDATE SET state = excluded.state",
-                    (outcome.feed_id, state),
+                    "INSERT INTO polls (feed_id, outcome, last_error) VALUES (?, ?, ?)"
+                    " ON CONFLICT (feed_id) DO UPDATE SET outcome = excluded.outcome,"
+                    " last_error = COALESCE(excluded.last_error, polls.last_error)",
+                    (feed_id, data, error),
                 )
+                if state is not None:
+                    c.execute(
+                        "INSERT INTO fetch_state (feed_id, state) VALUES (?, ?)"
+                        " ON CONFLICT (feed_id) DO UPDATE SET state = excluded.state",
+                        (feed_id, state),
+                    )
 
         await self._run_write(write)
+        return [None] * len(rows)
 
     async def feed_health(self, feed_id: str) -> FeedHealth | None:
         rows = await self._run_read(

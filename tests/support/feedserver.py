@@ -81,6 +81,8 @@ class SeenRequest:
     method: str
     path: str
     headers: dict[str, str]
+    # The client's (address, port): requests with the same one came over the same connection.
+    client: tuple[str, int] = ("", 0)
 
 
 @dataclass(slots=True)
@@ -306,6 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
             method=self.command,
             path=path,
             headers={k.lower(): v for k, v in self.headers.items()},
+            client=(str(self.client_address[0]), int(self.client_address[1])),
         )
         route = server._record(seen)
         try:

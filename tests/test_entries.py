@@ -1,0 +1,134 @@
+"""Reading a feed again: entries whose bytes did not change are not parsed, normalised nor hashed
+again, and the result is always what a full read of the body gives."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+
+from liveupdates.feeds.entries import EntriesRead, EntryMemo, read_entries, split_entries
+from liveupdates.feeds.parse import ParsedFeed, parse_feed
+from tests.support.stories import Item, bridge_story, rss
+
+HEADERS = {"content-type": "application/rss+xml"}
+URL = "https://gazette.example/feed.xml"
+
+
+def stories(n: int) -> list[Item]:
+    return [
+        bridge_story(guid=f"g{i}", title=f"Story {i}", link=f"https://gazette.example/n/{i}")
+        for i in range(n)
+    ]
+
+
+class CountingParse:
+    """The real parse_feed, counting the entries it was given to parse."""
+
+    def __init__(self) -> None:
+        self.entries_parsed = 0
+
+    def __call__(self, body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
+        parsed = parse_feed(body, headers, url)
+        self.entries_parsed += len(parsed.entries)
+        return parsed
+
+
+def read(body: bytes, memo: EntryMemo | None, parse: CountingParse | None = None) -> EntriesRead:
+    return read_entries(body, HEADERS, URL, "gazette", memo, parse=parse or parse_feed)
+
+
+def same(a: EntriesRead, b: EntriesRead) -> None:
+    assert a.read == b.read
+    assert a.total == b.total
+    assert a.parsed.title == b.parsed.title and a.parsed.links == b.parsed.links
+
+
+def test_an_unchanged_body_parses_no_entry_again() -> None:
+    body = rss(stories(5))
+    first = read(body, None)
+    assert first.reused == 0 and first.memo is not None
+    counting = CountingParse()
+    again = read(body, first.memo, counting)
+    assert counting.entries_parsed == 0
+    assert again.reused == 5
+    same(again, read(body, None))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda s: [s[0].with_(title="Edited"), *s[1:]], id="one edited"),
+        pytest.param(lambda s: [bridge_story(guid="new", title="New"), *s], id="one added"),
+        pytest.param(lambda s: s[1:], id="one removed"),
+        pytest.param(lambda s: list(reversed(s)), id="reordered"),
+        pytest.param(lambda s: [*s, s[0]], id="an entry twice"),
+    ],
+)
+def test_only_changed_entries_are_parsed_and_the_result_is_a_full_reads(edit: object) -> None:
+    before = stories(4)
+    after = edit(before)  # type: ignore[operator]
+    memo = read(rss(before), None).memo
+    counting = CountingParse()
+    got = read(rss(after), memo, counting)
+    assert counting.entries_parsed == got.total - got.reused
+    assert got.reused == sum(1 for item in after if item in before)
+    same(got, read(rss(after), None))
+
+
+def test_the_memo_holds_only_the_latest_bodys_entries() -> None:
+    a, b, c = stories(3)
+    memo = read(rss([a, b]), None).memo
+    memo = read(rss([b, c]), memo).memo
+    assert memo is not None and len(memo.entries) == 2
+    # a is back: not in the memo any more, so it is parsed again.
+    counting = CountingParse()
+    got = read(rss([a, b]), memo, counting)
+    assert counting.entries_parsed == 1 and got.reused == 1
+
+
+def test_a_change_outside_the_entries_reads_everything_again() -> None:
+    memo = read(rss(stories(3)), None).memo
+    counting = CountingParse()
+    got = read(rss(stories(3), title="Harbour Town Gazette (evening)"), memo, counting)
+    assert got.reused == 0 and counting.entries_parsed == 3
+    assert got.parsed.title == "Harbour Town Gazette (evening)"
+    # Another URL or content type is another context too.
+    other = read_entries(rss(stories(3)), HEADERS, URL + "?v=2", "gazette", memo)
+    assert other.reused == 0
+
+
+def test_a_broken_changed_entry_gives_what_a_full_read_gives() -> None:
+    good = rss(stories(3))
+    memo = read(good, None).memo
+    broken = good.replace(b"<title>Story 1</title>", b"<title>Story 1</titl>")
+    same(read(broken, memo), read(broken, None))
+
+
+def test_markup_inside_cdata_and_comments_does_not_split_entries() -> None:
+    body = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
+        b"<!-- <item> in a comment -->"
+        b"<item><title>A</title><description><![CDATA[<p>an </item> in text</p>]]>"
+        b"</description></item>"
+        b"<item/>"
+        b"<item><title>B</title></item></channel></rss>"
+    )
+    spans = split_entries(body)
+    assert spans is not None
+    assert [body[s:e][:12] for s, e in spans] == [b"<item><title", b"<item/>", b"<item><title"]
+    assert body[spans[0][0] : spans[0][1]].endswith(b"in text</p>]]></description></item>")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<rss><channel><item><item></item></item></channel></rss>",  # nested
+        b"<rss><channel><item></channel></rss>",  # unclosed
+        b"<rss><channel></item></channel></rss>",  # closed, never opened
+        b'<!DOCTYPE rss [<!ENTITY e "<item>">]><rss><channel><item>&e;</item></channel></rss>',
+    ],
+)
+def test_a_body_the_scanner_cannot_split_is_read_in_full(body: bytes) -> None:
+    assert split_entries(body) is None
+    assert read(body, None).memo is None
