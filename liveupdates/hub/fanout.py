@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from liveupdates import metrics
 from liveupdates.bus.base import Bus, HistoryLost, Subscription
-from liveupdates.hub.connection import TOO_SLOW_REASON, Connection
+from liveupdates.hub.connection import TOO_SLOW_REASON, Connection, FrameRun
 from liveupdates.hub.protocol import (
     CLOSE_HISTORY_LOST,
     CLOSE_INTERNAL,
@@ -61,6 +61,19 @@ class Membership:
         self.sent_seq = 0
         self.pending: list[Frame] | None = []
         self.pending_limit = pending_limit
+
+    def offer_run(self, frames: list[Frame], run: FrameRun) -> int:
+        """`offer` each of `frames` (ascending seqs; `run` holds their texts); how many went now.
+
+        The common case, a live WebSocket reader that has sent nothing of them yet, hands the
+        whole run to the connection at once (one write)."""
+        if self.pending is None and not self.sse and frames[0].seq > self.sent_seq:
+            self.sent_seq = frames[-1].seq
+            return self.conn.send_run(run)
+        taken = 0
+        for frame in frames:
+            taken += self.offer(frame)
+        return taken
 
     def render(self, frame: Frame) -> str:
         return frame.sse if self.sse else frame.text
@@ -117,17 +130,31 @@ class ChannelGroup:
         while True:
             try:
                 async for batch in sub:
-                    for entry in batch:
-                        frame = Frame(entry.seq, encode_update(channel, entry.seq, entry.event))
-                        # offer never awaits and never changes `members`: no copy needed.
-                        sent_ws = sent_sse = 0
-                        for member in self.members:
-                            if member.offer(frame):
-                                if member.sse:
-                                    sent_sse += 1
-                                else:
-                                    sent_ws += 1
-                        metrics.frame_sent(entry.event, sent_ws, sent_sse)
+                    # Each entry encoded once; every member gets the batch in one pass.
+                    frames = [
+                        Frame(entry.seq, encode_update(channel, entry.seq, entry.event))
+                        for entry in batch
+                    ]
+                    run = FrameRun([frame.text for frame in frames])
+                    # offer_run never awaits and never changes `members`: no copy needed.
+                    sent_ws = sent_sse = 0
+                    for member in self.members:
+                        taken = member.offer_run(frames, run)
+                        if member.sse:
+                            sent_sse += taken
+                        else:
+                            sent_ws += taken
+                    # Totals are exact; per entry they are split evenly (members take whole
+                    # runs, but for the few still catching up).
+                    count = len(frames)
+                    ws_each, ws_rest = divmod(sent_ws, count)
+                    sse_each, sse_rest = divmod(sent_sse, count)
+                    for i, entry in enumerate(batch):
+                        metrics.frame_sent(
+                            entry.event,
+                            ws_each + (ws_rest if i == 0 else 0),
+                            sse_each + (sse_rest if i == 0 else 0),
+                        )
                 return
             except HistoryLost as lost:
                 # The log was replaced (new epoch) or dropped entries this process never sent.
