@@ -23,6 +23,10 @@ from liveupdates.hub.protocol import (
 )
 
 HISTORY_LOST_REASON = "log history lost; resume with since/epoch for a reset"
+# After a pass over the members, the pump waits this long before taking the next batch, so a burst
+# of updates reaches each reader in a few writes of several frames instead of one write (one
+# system call) per frame. An update after a quiet spell is not delayed: the wait is long over.
+FANOUT_LINGER = 0.005
 log = logging.getLogger(__name__)
 
 
@@ -119,11 +123,27 @@ class ChannelGroup:
         self._on_dead = on_dead
         self._sub: Subscription | None = None
         self._pump: asyncio.Task[None] | None = None
+        self._epoch: str | None = None  # the log's epoch, while the position below is trusted
         self.ready: asyncio.Task[None] = asyncio.ensure_future(self._start())
 
     async def _start(self) -> None:
         self._sub = await self._bus.subscribe(self.channel)
+        self._epoch = (await self._bus.bounds(self.channel)).epoch
         self._pump = asyncio.create_task(self._run(self._sub), name=f"fanout {self.channel}")
+
+    def live_position(self) -> tuple[int, str] | None:
+        """(seq, epoch): every entry up to seq was offered to the members of that moment, every
+        later one will be offered to everyone who is a member by then. None: unknown (starting,
+        or the log's history was lost once: then readers take the store's word).
+
+        The subscription's position is the last seq it handed to the pump, which offers a batch
+        without awaiting in between: seen from any other task, handed out means offered."""
+        sub = self._sub
+        if self._epoch is None or sub is None or sub.position is None or self._pump is None:
+            return None
+        if self._pump.done():
+            return None
+        return sub.position, self._epoch
 
     async def _run(self, sub: Subscription) -> None:
         channel = self.channel
@@ -155,11 +175,13 @@ class ChannelGroup:
                             ws_each + (ws_rest if i == 0 else 0),
                             sse_each + (sse_rest if i == 0 else 0),
                         )
+                    await asyncio.sleep(FANOUT_LINGER)
                 return
             except HistoryLost as lost:
                 # The log was replaced (new epoch) or dropped entries this process never sent.
                 # Members reconnect, resume and get an honest reset.
                 log.warning("fan-out lost history: %s", lost, extra={"channel": channel})
+                self._epoch = None
                 for member in self.members:
                     member.conn.close(CLOSE_HISTORY_LOST, HISTORY_LOST_REASON)
             except Exception:
@@ -196,6 +218,10 @@ class Fanout:
     def members(self, channel: str) -> int:
         group = self._groups.get(channel)
         return len(group.members) if group else 0
+
+    def live_position(self, channel: str) -> tuple[int, str] | None:
+        group = self._groups.get(channel)
+        return group.live_position() if group is not None else None
 
     async def join(self, member: Membership) -> None:
         """Add `member`; returns once the channel's bus subscription is listening."""

@@ -128,7 +128,10 @@ class Session:
                 )
             )
             return
-        if not await channel_exists(self.hub.store, channel):
+        # A channel that readers in this process are subscribed to exists (they were checked).
+        if not self.hub.fanout.members(channel) and not await channel_exists(
+            self.hub.store, channel
+        ):
             self.conn.send_text(
                 encode_error(UNKNOWN_CHANNEL, f"no such channel {channel}", channel)
             )
