@@ -92,6 +92,19 @@ class QueuedConnection:
     list for the queue, a future only while the writer waits, events only once someone waits.
     """
 
+    __slots__ = (
+        "_closing",
+        "_done",
+        "_finished",
+        "_queue",
+        "_room",
+        "_waiter",
+        "close_code",
+        "close_reason",
+        "limit",
+        "peer_gone",
+    )
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.close_code: int | None = None

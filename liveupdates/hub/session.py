@@ -50,6 +50,19 @@ ABUSE_REASON = "too many bad or excess messages"
 
 
 class Session:
+    # One per WebSocket connection: slots keep idle connections small (bench: capacity).
+    __slots__ = (
+        "abuse",
+        "clock",
+        "conn",
+        "excess",
+        "hub",
+        "max_bytes",
+        "max_subscriptions",
+        "memberships",
+        "rate",
+    )
+
     def __init__(
         self,
         hub: Hub,

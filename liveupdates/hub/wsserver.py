@@ -47,6 +47,8 @@ class WebsocketsConnection(QueuedConnection):
     its own beyond what `websockets` keeps (bench: capacity).
     """
 
+    __slots__ = ("_closer", "_writer", "ws")
+
     def __init__(self, ws: ServerConnection, limit: int) -> None:
         super().__init__(limit)
         self.ws = ws
