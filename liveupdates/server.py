@@ -130,11 +130,21 @@ def serve(
             # JSON logs: uvicorn's own text handlers would break the one-object-per-line stream,
             # so its loggers go through the root handler that configure_logging set up.
             options: dict[str, Any] = {"log_config": None} if settings.log_format == "json" else {}
-            await make_server(app, settings, host=host, port=port, **options).serve()
+            server = make_server(app, settings, host=host, port=port, **options)
+            if settings.hub_reuse_port:
+                await server.serve(sockets=[reuse_port_socket(host, port)])
+            else:
+                await server.serve()
         finally:
             await backends.close()
 
     asyncio.run(main())
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port that other processes may bind too (SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=4096, reuse_port=True)
 
 
 def _url_host(host: str) -> str:

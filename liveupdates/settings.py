@@ -84,6 +84,9 @@ class Settings:
     # /v1/ws upgrades on hub_port go to the `websockets` library's server protocol (the front door,
     # hub/frontdoor.py), everything else to uvicorn; false: all of it through uvicorn's ASGI app
     hub_ws_front_door: bool = True
+    # bind hub_port with SO_REUSEPORT, so several `web` processes on one machine share the port
+    # (the kernel spreads new connections over them; the bus carries updates between them)
+    hub_reuse_port: bool = False
     hub_allowed_origins: tuple[str, ...] = ()  # empty: any origin
     hub_max_subscriptions: int = 100
     hub_send_queue: int = 256  # frames buffered per client before it is dropped

@@ -148,3 +148,17 @@ async def test_both_paths_share_one_hub(start_hub_server: StartHub) -> None:
         assert front.hub.fanout.members("story:bridge") == 2
         await front.publish("bridge")
         assert await a.expect("update") == await b.expect("update")
+
+
+def test_reuse_port_lets_web_processes_share_the_port() -> None:
+    """`hub.reuse_port`: what `serve`/`web` bind, so a second process can bind the same port."""
+    from liveupdates.server import reuse_port_socket
+
+    assert load_settings({}).hub_reuse_port is False
+    assert load_settings({"LIVEUPDATES_HUB_REUSE_PORT": "true"}).hub_reuse_port is True
+    first = reuse_port_socket("127.0.0.1", 0)
+    try:
+        second = reuse_port_socket("127.0.0.1", first.getsockname()[1])
+        second.close()
+    finally:
+        first.close()
