@@ -63,6 +63,9 @@ class Load:
         url, channel, n = args["url"], args["channel"], args["n"]
         subscribe = json.dumps({"type": "subscribe", "channel": channel})
         gate = asyncio.Semaphore(args.get("concurrency", 50))
+        # A loopback source address of its own (127.0.0.2, ...): one address reaches one server
+        # port from ~28k ephemeral ports only, so the 100k run spreads its clients over several.
+        source = {"local_addr": (args["source"], 0)} if args.get("source") else {}
         failed: Counter[str] = Counter()
         started = time.perf_counter()
 
@@ -77,6 +80,7 @@ class Load:
                             ping_interval=None,
                             open_timeout=30,
                             close_timeout=5,
+                            **source,
                         )
                         await ws.send(subscribe)
                         answer = await asyncio.wait_for(ws.recv(), 30)

@@ -23,13 +23,15 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import diffbench, polling, websub, wsbench
+from bench import diffbench, hubbench, polling, websub, wsbench
 from bench.proc import ROOT
 from bench.stats import ratio
 from bench.wsbench import Phase
 
 RESULTS = ROOT / "bench" / "results"
 BENCHMARKS = ("fanout", "capacity", "e2e", "diff", "polling", "websub")
+# Not in the default run: `--only hub` (issue 13's repeated hub runs), `--only capacity100k`.
+EXTRA = ("hub", "capacity100k")
 # How each hub server kind serves /v1/ws, as the table names it ("hub": the ASGI endpoint).
 TRANSPORTS = {"hub": " (uvicorn)", "hubws": " (websockets server, hub_ws_port)"}
 
@@ -99,6 +101,12 @@ def run(selected: list[str], quick: bool) -> dict[str, Any]:
     if "websub" in selected:
         print(f"websub: {plan['websub']['n']} clients ...", flush=True)
         out["websub"] = websub.websub_session(**plan["websub"])
+    if "hub" in selected:
+        out["hub"] = hubbench.run(quick)
+    if "capacity100k" in selected:
+        from bench import capacity100k
+
+        out["capacity100k"] = capacity100k.run(quick)
     return out
 
 
@@ -284,6 +292,12 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
                 "",
             )
         )
+    if results.get("hub"):
+        table.extend(hubbench.rows(results["hub"]))
+    if results.get("capacity100k"):
+        from bench import capacity100k
+
+        table.extend(capacity100k.rows(results["capacity100k"]))
     return table
 
 
@@ -297,10 +311,12 @@ def markdown(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, under two minutes")
-    parser.add_argument("--only", default="", help=f"comma-separated subset of {BENCHMARKS}")
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated subset of {BENCHMARKS + EXTRA}"
+    )
     args = parser.parse_args(argv)
     selected = [b.strip() for b in args.only.split(",") if b.strip()] or list(BENCHMARKS)
-    unknown = set(selected) - set(BENCHMARKS)
+    unknown = set(selected) - set(BENCHMARKS) - set(EXTRA)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     started = time.perf_counter()

@@ -140,7 +140,7 @@ def serve(
 
     host = host or settings.hub_host
     port = settings.hub_port if port is None else port
-    sock = listen_socket(host, port)
+    sock = listen_socket(host, port, reuse_port=settings.hub_reuse_port)
     ws_sock = (
         listen_socket(host, settings.hub_ws_port, what="the WebSocket port (hub.ws_port)")
         if settings.hub_ws_port

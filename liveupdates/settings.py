@@ -82,6 +82,12 @@ class Settings:
     hub_port: int = 8000
     # also serve /v1/ws with the `websockets` library's own server on this port; 0: off
     hub_ws_port: int = 0
+    # /v1/ws upgrades on hub_port go to the `websockets` library's server protocol (the front door,
+    # hub/frontdoor.py), everything else to uvicorn; false: all of it through uvicorn's ASGI app
+    hub_ws_front_door: bool = True
+    # bind hub_port with SO_REUSEPORT, so several `web` processes on one machine share the port
+    # (the kernel spreads new connections over them; the bus carries updates between them)
+    hub_reuse_port: bool = False
     hub_allowed_origins: tuple[str, ...] = ()  # empty: any origin
     hub_max_subscriptions: int = 100
     hub_send_queue: int = 256  # frames buffered per client before it is dropped

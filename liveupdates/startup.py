@@ -20,8 +20,12 @@ class StartupError(Exception):
     """A process cannot start; the message is the one line that says why."""
 
 
-def listen_socket(host: str, port: int, *, what: str = "the web app") -> socket.socket:
-    """A TCP socket bound to host:port and listening, ready to hand to the server.
+def listen_socket(
+    host: str, port: int, *, what: str = "the web app", reuse_port: bool = False
+) -> socket.socket:
+    """A TCP socket bound to host:port and listening, ready to hand to the server. With
+    `reuse_port`, other processes may bind the same port (SO_REUSEPORT: several `web` processes
+    on one machine share it, the kernel spreads the connections).
 
     StartupError (one line) when the address is in use, not ours, or not resolvable."""
     try:
@@ -35,8 +39,10 @@ def listen_socket(host: str, port: int, *, what: str = "the web app") -> socket.
     try:
         # As uvicorn does: a restart may reuse the port while old connections linger in TIME_WAIT.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
-        sock.listen(2048)
+        sock.listen(4096)
         sock.set_inheritable(True)
     except OSError as exc:
         sock.close()

@@ -65,6 +65,10 @@ def create_app(
     With `settings.hub_ws_port` (on `ws_host`, default hub_host) or an already bound `ws_sock`,
     /v1/ws is also served by the `websockets` library's own server (hub/wsserver.py), started
     last at startup and stopped after the hub said 1012 at shutdown; `app.state.ws_server`.
+
+    With `settings.hub_ws_front_door` (the default), `make_server`'s front door
+    (hub/frontdoor.py) serves /v1/ws upgrades on the app's own port with the same handler, through
+    `app.state.ws_door`, made at startup.
     """
     hub = Hub(settings, store, bus)
     origins = OriginPolicy(settings.hub_allowed_origins)
@@ -91,9 +95,17 @@ def create_app(
                     )
                     app.state.ws_server = ws_server
                     stack.push_async_callback(_stop_ws_server, ws_server)
+                if settings.hub_ws_front_door:
+                    from liveupdates.hub.frontdoor import WsDoor
+                    from liveupdates.hub.wsserver import WsEndpoint
+
+                    door = WsDoor(WsEndpoint(hub, origins, hard_frame_limit(settings)))
+                    app.state.ws_door = door
+                    stack.push_async_callback(door.wait_closed)
                 try:
                     yield
                 finally:
+                    app.state.ws_door = None  # new upgrades (keep-alive) go to the ASGI endpoint
                     await hub.shutdown()
         finally:
             for hook in shutdown:
@@ -119,6 +131,7 @@ def create_app(
     app.state.settings = settings
     app.state.origins = origins
     app.state.ws_server = None
+    app.state.ws_door = None
     return app
 
 
@@ -161,6 +174,10 @@ def make_server(
     """A uvicorn server for `app` with the hub's WebSocket settings (not started)."""
     logfilter.install()
     warn_if_open_to_any_origin(settings, host or settings.hub_host)
+    if settings.hub_ws_front_door and "http" not in uvicorn_options:
+        from liveupdates.hub.frontdoor import FrontDoor
+
+        uvicorn_options["http"] = FrontDoor
     config = uvicorn.Config(
         app,
         host=host or settings.hub_host,

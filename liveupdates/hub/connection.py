@@ -35,12 +35,41 @@ SEND_TIMEOUT = 10.0
 WRITE_BATCH = 16
 
 
+class FrameRun:
+    """Consecutive text frames of one channel that the fan-out hands to every reader in one pass.
+
+    A WebSocket reader that can take them now gets them in one write of their wire bytes, built
+    once for all readers (no extensions: the bytes are the same for everyone). One write (one
+    send() system call) per reader per pass instead of one per frame is most of what the fan-out
+    gains over `websockets.broadcast` when updates come in bunches (README.md, "Benchmarks").
+    """
+
+    __slots__ = ("_wire", "texts")
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        if self._wire is None:
+            self._wire = b"".join(
+                WireFrame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+                for text in self.texts
+            )
+        return self._wire
+
+
 @runtime_checkable
 class Connection(Protocol):
     close_code: int | None
 
     def send_text(self, text: str) -> bool:
         """Queue a frame without waiting. False if the connection is closed or just overflowed."""
+        ...
+
+    def send_run(self, run: FrameRun) -> int:
+        """`send_text` of each frame of `run` in order, without waiting; how many were taken."""
         ...
 
     async def send_paced(self, text: str) -> bool:
@@ -62,6 +91,19 @@ class QueuedConnection:
     Idle connections are the common case (bench: capacity), so the idle state is small: a plain
     list for the queue, a future only while the writer waits, events only once someone waits.
     """
+
+    __slots__ = (
+        "_closing",
+        "_done",
+        "_finished",
+        "_queue",
+        "_room",
+        "_waiter",
+        "close_code",
+        "close_reason",
+        "limit",
+        "peer_gone",
+    )
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -95,6 +137,14 @@ class QueuedConnection:
         if self._waiter is not None:
             self._wake()
         return True
+
+    def send_run(self, run: FrameRun) -> int:
+        taken = 0
+        for text in run.texts:
+            if not self.send_text(text):
+                break
+            taken += 1
+        return taken
 
     async def send_paced(self, text: str) -> bool:
         # Paced senders leave half the queue free for live frames of other channels.
@@ -184,7 +234,7 @@ class QueuedConnection:
             self._finished.set()
 
 
-DirectWrite = Callable[[str], bool]
+DirectWrite = Callable[["str | FrameRun"], bool]
 
 
 class _SharedWireFrame:
@@ -233,6 +283,17 @@ def write_text_frame(protocol: SansIOProtocol, write: Callable[[bytes], object],
     return True
 
 
+def write_text_run(
+    protocol: SansIOProtocol, write: Callable[[bytes], object], run: FrameRun
+) -> bool:
+    """Write every frame of `run` with one `write`, now, if `protocol` sends them as-is (OPEN, no
+    extensions, not mid-message); False (nothing written) otherwise."""
+    if protocol.state is not OPEN or protocol.extensions or protocol.expect_continuation_frame:
+        return False
+    write(run.wire)
+    return True
+
+
 def direct_writer(websocket: WebSocket) -> DirectWrite | None:
     """A synchronous frame writer straight into uvicorn's transport, when we can have one.
 
@@ -254,7 +315,7 @@ def direct_writer(websocket: WebSocket) -> DirectWrite | None:
     except AttributeError:  # pragma: no cover - a uvicorn whose internals moved
         return None
 
-    def write(text: str) -> bool:
+    def write(item: str | FrameRun) -> bool:
         # Only while the socket buffer is below its high-water mark: past it, frames wait in our
         # bounded queue, which is what detects a slow reader.
         if (
@@ -266,7 +327,9 @@ def direct_writer(websocket: WebSocket) -> DirectWrite | None:
             return False
         # uvicorn flushes the protocol's output after every event, so nothing of its own waits
         # to go before this frame.
-        return write_text_frame(ws, transport.write, text)
+        if isinstance(item, FrameRun):
+            return write_text_run(ws, transport.write, item)
+        return write_text_frame(ws, transport.write, item)
 
     return write
 
@@ -300,6 +363,18 @@ class WebSocketConnection(QueuedConnection):
         ):
             return True
         return super().send_text(text)
+
+    def send_run(self, run: FrameRun) -> int:
+        direct = self._direct
+        if (
+            direct is not None
+            and not self._in_flight
+            and not self._queue
+            and self.close_code is None
+            and direct(run)
+        ):
+            return len(run.texts)
+        return super().send_run(run)
 
     async def run_writer(self) -> None:
         """Write queued frames until closed, then send the close frame. Returns when done."""

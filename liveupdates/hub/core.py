@@ -93,6 +93,23 @@ class Hub:
             return Catchup(bounds, None)
         return Catchup(bounds, entries)
 
+    def live_catchup(self, channel: str, since: int | None, epoch: str | None) -> Catchup | None:
+        """The catch-up of a reader that needs nothing from the log, from the channel's live
+        position in this process (no store read): a fresh subscribe, or a resume at exactly that
+        position. None: ask the store (`catchup`).
+
+        Called right after the member joined the channel's group: everything after the position
+        reaches the member's pending frames, so nothing is lost or sent twice."""
+        live = self.fanout.live_position(channel)
+        if live is None:
+            return None
+        last, current = live
+        if since is None:
+            return Catchup(LogBounds(first=0, last=last, epoch=current), None)
+        if since == last and (epoch is None or epoch == current):
+            return Catchup(LogBounds(first=0, last=last, epoch=current), [])
+        return None
+
     async def join(
         self,
         conn: Connection,
@@ -113,7 +130,9 @@ class Hub:
         )
         await self.fanout.join(member)
         try:
-            plan = await self.catchup(channel, since, epoch)
+            plan = self.live_catchup(channel, since, epoch) or await self.catchup(
+                channel, since, epoch
+            )
             bounds = plan.bounds
             recovered = plan.replay is not None
             subscribed = encode_subscribed(channel, bounds.last, bounds.epoch, recovered)
