@@ -142,9 +142,8 @@ class Session:
             )
             return
         # A channel that readers in this process are subscribed to exists (they were checked).
-        if not self.hub.fanout.members(channel) and not await channel_exists(
-            self.hub.store, channel
-        ):
+        live = self.hub.backend_problem is None and self.hub.fanout.members(channel)
+        if not live and not await channel_exists(self.hub.store, channel):
             self.conn.send_text(
                 encode_error(UNKNOWN_CHANNEL, f"no such channel {channel}", channel)
             )
