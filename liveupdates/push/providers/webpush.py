@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import json
 import os
 import zlib
 from collections.abc import Iterable, Sequence
-from urllib.parse import urlsplit
 
 import http_ece
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from liveupdates.netguard.hosts import endpoint_refusal, split_entry
 from liveupdates.netguard.policy import AddressPolicy, AddressRefused
 from liveupdates.netguard.transport import GuardedTransport
 from liveupdates.push.model import Device, Notification, Platform, SendResult
@@ -44,80 +43,20 @@ TOPIC_CHARS = 32
 # -- which endpoints may be contacted ------------------------------------------------------------
 
 
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _split_entry(entry: str) -> tuple[str, int | None]:
-    """("host", port or None) of an allow-list entry; ValueError when it is not one."""
-    entry = entry.strip().lower()
-    if not entry or "/" in entry or "@" in entry:
-        raise ValueError(f"{entry!r} is not a host, *.domain or loopback-address:port")
-    parts = urlsplit(f"//{entry}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"{entry!r} has a bad port") from None
-    host = parts.hostname or ""
-    name = host[2:] if host.startswith("*.") else host
-    if not name or "*" in name:
-        raise ValueError(f"{entry!r} is not a host, *.domain or loopback-address:port")
-    return host, port
-
-
 def parse_webpush_hosts(value: str | Iterable[str]) -> tuple[str, ...]:
     """The allow-list from its setting (comma-separated text or a list); ValueError naming the
     first bad entry."""
     items = value.split(",") if isinstance(value, str) else list(value)
     entries = tuple(item.strip().lower() for item in items if item.strip())
     for entry in entries:
-        _split_entry(entry)
+        split_entry(entry)
     return entries
 
 
 def webpush_host_allowed(url: str, hosts: Iterable[str]) -> bool:
-    """Whether the service may send to the Web Push endpoint `url`.
-
-    `hosts` entries: an exact host name (https on port 443), `*.suffix` (any host below suffix,
-    https on 443), or `host:port` (https on that port; when host is a loopback address also plain
-    http, for tests). Nothing else: no user info, no other scheme."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return False
-    host = (parts.hostname or "").lower().rstrip(".")
-    if not host or parts.username is not None or parts.password is not None:
-        return False
-    if parts.scheme not in ("https", "http"):
-        return False
-    effective = port if port is not None else (443 if parts.scheme == "https" else 80)
-    for entry in hosts:
-        try:
-            entry_host, entry_port = _split_entry(entry)
-        except ValueError:
-            continue
-        if entry_port is None:
-            if parts.scheme != "https" or effective != 443:
-                continue
-        elif entry_port != effective or (parts.scheme == "http" and not _loopback(entry_host)):
-            continue
-        if entry_host.startswith("*."):
-            if host.endswith(entry_host[1:]) and len(host) > len(entry_host) - 1:
-                return True
-        elif _same_host(host, entry_host):
-            return True
-    return False
-
-
-def _same_host(host: str, entry: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")) == ipaddress.ip_address(entry.strip("[]"))
-    except ValueError:
-        return host == entry
+    """Whether the service may send to the Web Push endpoint `url`: the same rules the
+    registration checks (liveupdates/netguard/hosts.py), checked again at send time."""
+    return endpoint_refusal(url, hosts) is None
 
 
 # -- what is sent ---------------------------------------------------------------------------------
