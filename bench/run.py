@@ -32,8 +32,9 @@ RESULTS = ROOT / "bench" / "results"
 BENCHMARKS = ("fanout", "capacity", "e2e", "diff", "polling", "websub")
 # Not in the default run: `--only hub` (issue 13's repeated hub runs), `--only capacity100k`.
 EXTRA = ("hub", "capacity100k")
-# How each hub server kind serves /v1/ws, as the table names it ("hub": the ASGI endpoint).
-TRANSPORTS = {"hub": " (uvicorn)", "hubws": " (websockets server, hub_ws_port)"}
+# How each hub server kind serves /v1/ws, as the table names it ("hub": the main port, where the
+# front door hands /v1/ws to the websockets library; "hubws": the optional second port).
+TRANSPORTS = {"hub": " (default port)", "hubws": " (hub_ws_port)"}
 
 
 def sizes(quick: bool) -> dict[str, Any]:
