@@ -25,6 +25,7 @@ from liveupdates.ops.api import admin_page_routes, admin_routes
 from liveupdates.ops.control import PollControl
 from liveupdates.polling import RunPoller
 from liveupdates.push.api import push_routes
+from liveupdates.push.keys import vapid_key
 from liveupdates.push.service import RunPush, admin_push_routes, key_source, run_dispatcher
 from liveupdates.runtime import seed_feeds
 from liveupdates.settings import Settings
@@ -151,6 +152,9 @@ def serve(
         backends = open_backends(settings)
         try:
             await check_reachable(backends, settings)
+            # The VAPID key exists before the first request: an anonymous GET of the public key
+            # must not be what creates it (and a bad configured key is one line here).
+            await vapid_key(settings, backends.devices)
             if run_poller is not None:
                 # Here, not in the app's lifespan: a bad feeds file is one line, not a traceback.
                 await seed_feeds(backends, settings)
