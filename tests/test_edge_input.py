@@ -127,6 +127,8 @@ def service(tmp_path: Path) -> Iterator[AdminService]:
         '{"url": "http://127.0.0.1:9/feed.xml", "title": "Harbour \\ud800 news"}',
         '{"url": "http://127.0.0.1:9/\\ud800"}',
         '{"url": "http://127.0.0.1:9/feed.xml", "id": "harbour\\udfff"}',
+        # A lone surrogate as a key (found by the fuzz test below).
+        '{"\\ud800": 1, "url": "http://127.0.0.1:9/feed.xml"}',
     ],
 )
 def test_admin_bodies_with_bad_numbers_or_text_are_400(service: AdminService, body: str) -> None:

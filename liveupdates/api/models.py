@@ -65,7 +65,9 @@ class StoryByUrlQuery(Struct, kw_only=True):
         Meta(
             min_length=1,
             max_length=MAX_URL_LENGTH,
-            pattern=r"\S",
+            # Not blank. Spelled out rather than \S, which Python (msgspec) and ECMA (clients,
+            # schema tools) read differently for \x1c-\x1f.
+            pattern=r"[^ \t\n\r\f\v]",
             description="the article's link; canonicalised (tracking parameters dropped) first",
         ),
     ]

@@ -43,6 +43,9 @@ def _decode(body: Any, model: type[T]) -> T:
         data = msgspec.convert(body, model)
     except msgspec.ValidationError as exc:
         raise ApiError(400, "bad_request", _wording(str(exc))) from None
+    except UnicodeEncodeError:
+        # JSON allows lone surrogates; msgspec cannot look a key made of one up.
+        raise ApiError(400, "bad_request", "strings must not contain lone surrogates") from None
     try:
         for name in ("url", "id", "title"):
             value = getattr(data, name, None)
