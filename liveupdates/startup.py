@@ -8,8 +8,11 @@ starts, so a busy port is caught first and no half-started server has to be torn
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import difflib
 import errno
+import signal
 import socket
 from collections.abc import Iterable, Mapping
 
@@ -67,3 +70,14 @@ def unknown_environment(environ: Mapping[str, str], known: Iterable[str]) -> lis
         hint = f"; did you mean {ENV_PREFIX}{close[0]}?" if close else ""
         warnings.append(f"environment variable {name} is not a liveupdates setting{hint}")
     return warnings
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM: what a process without a server (worker, push) waits
+    on until it is told to stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop

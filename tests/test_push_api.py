@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -167,13 +168,25 @@ async def test_unknown_channel_404_bad_channel_or_notify_400(api: Api) -> None:
             },
             "subscription.keys.auth",
         ),
+        (
+            {  # a lone surrogate (JSON allows one) must not reach the store
+                "platform": "webpush",
+                "subscription": {
+                    "endpoint": "https://a.push.example/\ud800",
+                    "keys": browser_keys(),
+                },
+            },
+            "subscription.endpoint",
+        ),
         ({"platform": "apns", "token": "ab" * 32}, "platform"),  # APNs is not configured
         ({"platform": "fcm", "token": "abc"}, "platform"),  # nor FCM
         ([1, 2], "body"),
     ],
 )
 async def test_bad_registrations_are_400_naming_the_field(api: Api, body: Any, field: str) -> None:
-    r = await api.client.post("/v1/devices", json=body)
+    # json.dumps escapes lone surrogates as a hostile client would (httpx's json= cannot).
+    headers = {"Content-Type": "application/json"}
+    r = await api.client.post("/v1/devices", content=json.dumps(body), headers=headers)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["field"] == field
     assert await api.backends.devices.platform_counts() == {}

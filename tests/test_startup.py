@@ -84,16 +84,16 @@ def test_a_busy_metrics_port_is_one_line_for_a_worker(
     one_line_failure(run_command(env, "worker"), "metrics_port", str(busy_port))
 
 
-@pytest.mark.parametrize("command", ["serve", "web", "worker"])
+@pytest.mark.parametrize("command", ["serve", "web", "worker", "push"])
 def test_unreachable_redis_is_one_line_and_nothing_starts(
     command: str, tmp_path: Path, feeds: Path
 ) -> None:
     port = free_port()
-    args = [command] if command == "worker" else [command, "--port", str(port)]
+    args = [command] if command in ("worker", "push") else [command, "--port", str(port)]
     result = run_command(dead_redis_env(tmp_path, feeds), *args)
     line = one_line_failure(result, "cannot reach Redis at redis://", "127.0.0.1")
     assert "hunter2-secret" not in line
-    if command != "worker":
+    if command not in ("worker", "push"):
         # It let go of its port: nothing was left listening.
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))

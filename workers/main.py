@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator
 
 from liveupdates.backends import Backends, Signal, SignalKind, check_reachable, open_backends
 from liveupdates.metrics import start_metrics_server
 from liveupdates.runtime import seed_feeds, self_url_from_env
 from liveupdates.settings import Settings
+from liveupdates.startup import stop_on_signals
 from liveupdates.websub.client import make_hub_client
 from liveupdates.websub.manager import WebSubManager
 from workers.poller import FeedScheduler
@@ -112,11 +112,7 @@ async def _requested(scheduler: FeedScheduler, feed_id: str) -> None:
 async def run_worker(settings: Settings) -> None:
     stop_metrics = start_metrics_server(settings)
     backends = open_backends(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         # Start-up mistakes are one line (StartupError, SettingsError), before any polling.
         await check_reachable(backends, settings)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import signal
 
-from liveupdates.backends import open_backends
+from liveupdates.backends import check_reachable, open_backends
 from liveupdates.metrics import start_metrics_server
 from liveupdates.push.model import SendResult
 from liveupdates.push.service import default_providers, run_dispatcher
 from liveupdates.settings import Settings
+from liveupdates.startup import stop_on_signals
 
 log = logging.getLogger("liveupdates.push")
 
@@ -20,12 +18,10 @@ async def run_push_process(settings: Settings) -> None:
     """Dispatch until SIGINT / SIGTERM. With Redis, several of these share the work."""
     stop_metrics = start_metrics_server(settings)
     backends = open_backends(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
+        # Start-up mistakes are one line (StartupError, SettingsError), before any send.
+        await check_reachable(backends, settings)
         providers = await default_providers(settings, backends)
         async with run_dispatcher(settings, backends, providers) as dispatcher:
             assert dispatcher is not None

@@ -15,11 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from liveupdates.models import NOTIFY_VALUES, PLATFORMS, Device, Notify, Platform
 from liveupdates.netguard.hosts import endpoint_refusal
 from liveupdates.settings import Settings
-from liveupdates.validate import plausible_id
+from liveupdates.validate import plausible_id, valid_text
 
 MAX_ENDPOINT_LENGTH = 2048
 MAX_TOKEN_LENGTH = 4096
-_HEX = re.compile(r"[0-9a-fA-F]{32,400}")
+_HEX = re.compile(r"[0-9a-fA-F]{32,200}")  # as providers/apns.py device_token_ok
 _FCM_TOKEN = re.compile(r"[\x21-\x7e]+")
 _B64URL = re.compile(r"[A-Za-z0-9_-]+=*")
 
@@ -43,6 +43,9 @@ def _string(data: dict[str, Any], key: str, field: str, max_length: int) -> str:
         raise FieldError(field, "is required (a string)")
     if len(value) > max_length:
         raise FieldError(field, f"is longer than {max_length} characters")
+    if not valid_text(value):
+        # JSON allows lone surrogates; the store cannot encode them.
+        raise FieldError(field, "must not contain lone surrogates")
     return value
 
 
@@ -68,7 +71,7 @@ def parse_device(body: Any, settings: Settings, new_id: str) -> Device:
     if platform == "webpush":
         return _webpush(body.get("subscription"), settings, new_id)
     if platform == "apns":
-        token = _string(body, "token", "token", 400)
+        token = _string(body, "token", "token", 200)
         if not _HEX.fullmatch(token) or len(token) % 2:
             raise FieldError("token", "must be the device token in hex")
         environment = body.get("environment", "production")
