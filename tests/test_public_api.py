@@ -113,6 +113,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         tmp_path_factory.mktemp("public-api"),
         LIVEUPDATES_LIMITS_REQUESTS_PER_SECOND_PER_ADDRESS="100000",
         LIVEUPDATES_PUBLIC_URL="http://127.0.0.1:1",
+        # Generated registrations name only a closed loopback port: nothing is ever sent out.
+        LIVEUPDATES_PUSH_WEBPUSH_HOSTS="127.0.0.1:9",
     ) as running:
         yield running
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, clean_env
 
 
 def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "LIVEUPDATES_DATA_DIR": str(tmp_path), **env}
+    environ = clean_env(LIVEUPDATES_DATA_DIR=str(tmp_path), **env)
     return subprocess.run(
         [sys.executable, "-m", "liveupdates.cli", *args],
         cwd=ROOT,
@@ -26,6 +25,7 @@ def test_push_test_of_an_unknown_device_is_one_line_and_exit_1(tmp_path: Path) -
     done = run(tmp_path, "push", "test", "no-such-device")
     assert done.returncode == 1
     assert done.stderr.startswith("liveupdates: ")
+    assert "no-such-device" in done.stderr  # says which device, not some other start-up failure
     assert len(done.stderr.strip().splitlines()) == 1
     assert "Traceback" not in done.stderr
 

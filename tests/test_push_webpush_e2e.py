@@ -98,11 +98,10 @@ async def test_the_vapid_key_is_made_once_and_kept(tmp_path: Path) -> None:
 async def test_push_test_command_reaches_the_device(
     tmp_path: Path, webpush_server: WebPushServer
 ) -> None:
-    import os
     import subprocess
     import sys
 
-    from tests.support.processes import ROOT
+    from tests.support.processes import ROOT, clean_env
 
     sub = webpush_server.subscribe()
     backends = open_url(f"sqlite://{tmp_path / 'liveupdates.sqlite3'}")
@@ -110,11 +109,10 @@ async def test_push_test_command_reaches_the_device(
         await backends.devices.register(sub.device("dev-1"), "h", 1e12)
     finally:
         await backends.close()
-    env = {
-        **os.environ,
-        "LIVEUPDATES_DATA_DIR": str(tmp_path),
-        "LIVEUPDATES_PUSH_WEBPUSH_HOSTS": webpush_server.url.removeprefix("http://"),
-    }
+    env = clean_env(
+        LIVEUPDATES_DATA_DIR=str(tmp_path),
+        LIVEUPDATES_PUSH_WEBPUSH_HOSTS=webpush_server.url.removeprefix("http://"),
+    )
     done = subprocess.run(
         [sys.executable, "-m", "liveupdates.cli", "push", "test", "dev-1"],
         cwd=ROOT,

@@ -320,14 +320,8 @@ class Dispatcher:
     async def _record(self, key: StateKey, taken: State, platform: str, result: SendResult) -> None:
         device_id, _ = key
         now = self.clock()
-        status = result.status
-        if status == "sent":
-            await self.devices.update_states(
-                [key], partial(_after_sent, taken=taken, now=now, gap=self.settings.push_min_gap)
-            )
-            await self.devices.touch(device_id, now)
-            await self._count(platform, "sent")
-        elif status == "gone":
+        status = result.status  # "sent" is recorded in groups: _record_sent
+        if status == "gone":
             await self.devices.delete(device_id)
             await self._count(platform, "removed")
             log.info(
@@ -418,12 +412,6 @@ def _nothing_due(state: State | None) -> State | None:
     if state is None or int(state.get("n", 0)):
         return state
     return {**state, "due": None}
-
-
-def _after_sent(
-    _key: StateKey, state: State | None, *, taken: State, now: float, gap: float
-) -> State | None:
-    return coalesce.after_sent(state, taken, now, gap)
 
 
 def _after_retry(

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from liveupdates import metrics
 from liveupdates.backends import Backends
-from liveupdates.models import Platform
+from liveupdates.models import PLATFORMS, Platform
 from liveupdates.ops.auth import AuthError, configured_tokens, token_name
 from liveupdates.push.dispatcher import Dispatcher
 from liveupdates.push.keys import vapid_key
@@ -92,7 +92,7 @@ async def push_status(devices: DeviceStore, now: float | None = None) -> dict[st
     counters = await devices.counters()
     queue = await devices.queue_stats()
     overdue = 0.0 if queue.oldest_due is None else max(0.0, now - queue.oldest_due)
-    platforms = ("webpush", "apns", "fcm")
+    platforms = PLATFORMS
     return {
         "devices": {p: counts.get(p, 0) for p in platforms},
         "providers": {
