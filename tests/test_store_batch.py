@@ -11,6 +11,7 @@ import pytest
 from liveupdates.models import FeedConfig, FetchState, PollOutcome
 from liveupdates.store.batch import Batcher
 from liveupdates.store.sqlite import SQLiteStore
+from tests.support.waiting import until
 
 
 class Doubler:
@@ -46,8 +47,7 @@ async def test_calls_made_while_a_batch_runs_are_the_next_batch() -> None:
     batcher = Batcher(run)
     run.gate.clear()
     first = asyncio.ensure_future(batcher.submit(1))
-    while not run.batches:
-        await asyncio.sleep(0)
+    await until(lambda: run.batches, 5, "the first batch never started")
     later = [asyncio.ensure_future(batcher.submit(i)) for i in (2, 3, 4)]
     await asyncio.sleep(0)
     run.gate.set()
@@ -63,6 +63,16 @@ async def test_a_failing_item_fails_only_its_own_caller() -> None:
     )
     assert results[0] == 24 and results[2] == 28
     assert isinstance(results[1], ValueError)
+
+
+async def test_an_outage_fails_the_whole_batch_without_retrying_each_item() -> None:
+    run = Doubler()
+    batcher = Batcher(run, outage=(ValueError,))
+    results = await asyncio.gather(
+        *(batcher.submit(i) for i in (12, 13, 14)), return_exceptions=True
+    )
+    assert all(isinstance(r, ValueError) for r in results)
+    assert run.batches == [[12, 13, 14]]  # one attempt, not one more per item
 
 
 async def test_sqlite_polls_that_end_together_are_each_recorded(tmp_path: Path) -> None:

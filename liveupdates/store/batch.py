@@ -24,8 +24,16 @@ Out = TypeVar("Out")
 class Batcher(Generic[In, Out]):
     """`await submit(item)` answers `run([..., item, ...])`'s answer for `item`."""
 
-    def __init__(self, run: Callable[[Sequence[In]], Awaitable[Sequence[Out]]]) -> None:
+    def __init__(
+        self,
+        run: Callable[[Sequence[In]], Awaitable[Sequence[Out]]],
+        *,
+        outage: tuple[type[Exception], ...] = (),
+    ) -> None:
+        """`outage`: errors that say the store itself is unavailable (a locked database): they
+        fail the whole batch at once instead of being retried item by item."""
         self._run = run
+        self._outage = outage
         self._pending: list[tuple[In, asyncio.Future[Out]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -63,7 +71,7 @@ class Batcher(Generic[In, Out]):
                 future.cancel()
             raise
         except Exception as exc:
-            if len(batch) > 1:
+            if len(batch) > 1 and not isinstance(exc, self._outage):
                 for one in batch:  # find the item that failed; the others still succeed
                     await self._answer([one])
                 return

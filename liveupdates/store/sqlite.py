@@ -176,8 +176,10 @@ class SQLiteStore:
             uri=self.path.startswith("file:"),
         )
         self._closed = False
-        self._state_reads = Batcher(self._read_fetch_states)
-        self._poll_writes = Batcher(self._write_polls)
+        # A locked or unreachable database fails a whole batch: retrying each item alone
+        # would only queue every later caller behind N more busy timeouts.
+        self._state_reads = Batcher(self._read_fetch_states, outage=(sqlite3.OperationalError,))
+        self._poll_writes = Batcher(self._write_polls, outage=(sqlite3.OperationalError,))
         conn = self._conn
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         if self.path != MEMORY:
