@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from liveupdates.hub.edge import client_address
 from liveupdates.hub.ratelimit import TokenBucket
 from liveupdates.hub.state import feed_exists
+from liveupdates.push.dispatcher import TOUCH_EVERY
 from liveupdates.push.registration import FieldError, parse_channel, parse_device, parse_notify
 from liveupdates.settings import Settings
 from liveupdates.store.base import Store
@@ -100,7 +101,9 @@ class PushApi:
             return _error(401, "unauthorized", "missing bearer secret (Authorization: Bearer ...)")
         if not hmac.compare_digest(secret_hash(given), record.secret_hash):
             return _error(401, "unauthorized", "wrong secret for this device")
-        await self.devices.touch(record.device.id, time.time())
+        now = time.time()
+        if now - record.seen_at > TOUCH_EVERY:  # the device TTL counts days: no write per call
+            await self.devices.touch(record.device.id, now)
         return record
 
     async def vapid_public_key(self, request: Request) -> Response:
