@@ -16,7 +16,7 @@ import signal
 import socket
 from collections.abc import Iterable, Mapping
 
-ENV_PREFIX = "LIVEUPDATES_"
+from liveupdates.settings import ENV_PREFIX
 
 
 class StartupError(Exception):
