@@ -138,7 +138,9 @@ async def test_keep_alive_upgrade_after_a_request_reaches_the_asgi_endpoint(
     await until(lambda: not hub.hub.connections, timeout=5.0, interval=0.01)
 
 
-async def test_both_paths_share_one_hub(start_hub_server: StartHub) -> None:
+async def test_clients_through_the_front_door_share_one_fan_out(start_hub_server: StartHub) -> None:
+    """Two clients (the test helper's and a raw websockets one) on the default port are two
+    members of one channel group and get the same frame."""
     front = await start_hub_server(hub_ws_front_door=True)
     await front.publish("bridge")
     async with front.ws() as a, connect(front.ws_url) as raw:
