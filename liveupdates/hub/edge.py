@@ -12,9 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from liveupdates.hub.backend import BACKEND_RETRY_AFTER
 from liveupdates.hub.core import Hub
-from liveupdates.hub.limits import BAD_REQUEST_COST, Refused
+from liveupdates.hub.limits import BACKEND_RETRY_AFTER, BAD_REQUEST_COST, Refused
 
 # The pages (/, /admin) load only their own scripts and styles, and open connections only to this
 # origin (same host: 'self' covers ws:/wss: there too). Nothing may frame them.

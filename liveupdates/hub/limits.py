@@ -15,6 +15,8 @@ from liveupdates.hub.ratelimit import TokenBucket
 
 # Seconds a refused connection is told to wait before trying again.
 CONNECTION_RETRY_AFTER = 10
+# Seconds a client is told to wait before retrying while the store or the bus is down.
+BACKEND_RETRY_AFTER = 5
 # A 400 on a public route costs this many requests of the address's budget: a client that keeps
 # sending bad input is throttled sooner than one that only asks a lot.
 BAD_REQUEST_COST = 5

@@ -11,10 +11,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from liveupdates import metrics
-from liveupdates.hub.backend import BACKEND_ERRORS, BACKEND_RETRY_AFTER
+from liveupdates.backends.errors import BACKEND_ERRORS
 from liveupdates.hub.connection import Connection, QueuedConnection
 from liveupdates.hub.core import Hub
 from liveupdates.hub.fanout import Membership
+from liveupdates.hub.limits import BACKEND_RETRY_AFTER
 from liveupdates.hub.protocol import (
     BAD_REQUEST,
     CLOSE_INTERNAL,
