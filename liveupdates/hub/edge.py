@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from liveupdates.hub.core import Hub
 from liveupdates.hub.limits import BACKEND_RETRY_AFTER, BAD_REQUEST_COST, Refused
+from liveupdates.hub.rest import error_response
 
 # The pages (/, /admin) load only their own scripts and styles, and open connections only to this
 # origin (same host: 'self' covers ws:/wss: there too). Nothing may frame them.
@@ -82,10 +83,8 @@ class EdgeMiddleware:
 
 
 def too_many(exc: Refused) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": "rate_limited", "message": exc.message}},
-        status_code=429,
-        headers={"Retry-After": str(exc.retry_after)},
+    return error_response(
+        429, "rate_limited", exc.message, headers={"Retry-After": str(exc.retry_after)}
     )
 
 
@@ -93,13 +92,9 @@ async def backend_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """Exception handler: the store or the bus failed under a request (Redis down, SQLite locked)."""
     hub: Any = request.app.state.hub
     hub.backend_down(f"{type(exc).__name__}: {str(exc)[:200]}")
-    return JSONResponse(
-        {
-            "error": {
-                "code": "unavailable",
-                "message": "the service's store is unavailable; retry shortly",
-            }
-        },
-        status_code=503,
+    return error_response(
+        503,
+        "unavailable",
+        "the service's store is unavailable; retry shortly",
         headers={"Retry-After": str(BACKEND_RETRY_AFTER)},
     )

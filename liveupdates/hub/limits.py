@@ -70,11 +70,14 @@ class ConnectionLimits:
 
 
 class RequestRate:
-    """A token bucket per address: `rate` requests per second, bursts of up to 2 x rate."""
+    """A token bucket per address: `rate` requests per second, bursts of up to `burst` (default
+    2 x rate)."""
 
-    def __init__(self, rate: float, max_tracked: int = MAX_TRACKED_ADDRESSES) -> None:
+    def __init__(
+        self, rate: float, max_tracked: int = MAX_TRACKED_ADDRESSES, *, burst: float | None = None
+    ) -> None:
         self.rate = rate
-        self.burst = max(1.0, 2 * rate)
+        self.burst = max(1.0, 2 * rate) if burst is None else burst
         self.max_tracked = max_tracked
         self._buckets: dict[str, TokenBucket] = {}
 
