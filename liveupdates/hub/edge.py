@@ -76,7 +76,7 @@ class EdgeMiddleware:
                     # A REST answer read the store: if it was down, it is back (a page or a
                     # static file says nothing about the store).
                     if status < 500:
-                        hub.backend_up()
+                        hub.availability.answered()
             await send(message)
 
         return send_with_headers
@@ -91,7 +91,7 @@ def too_many(exc: Refused) -> JSONResponse:
 async def backend_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """Exception handler: the store or the bus failed under a request (Redis down, SQLite locked)."""
     hub: Any = request.app.state.hub
-    hub.backend_down(f"{type(exc).__name__}: {str(exc)[:200]}")
+    hub.availability.report(f"{type(exc).__name__}: {str(exc)[:200]}")
     return error_response(
         503,
         "unavailable",

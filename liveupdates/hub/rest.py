@@ -241,10 +241,10 @@ async def healthz(request: Request) -> JSONResponse:
         status = "shutting_down"
     elif problems:
         status = "unavailable"
-        hub.backend_down("; ".join(problems))
+        hub.availability.report("; ".join(problems))
     else:
         status = "ok"
-        hub.backend_up()
+        hub.availability.answered()
     body: dict[str, Any] = {
         "status": status,
         "store": "down" if any(p.startswith("store") for p in problems) else "ok",
