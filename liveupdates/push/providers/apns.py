@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from liveupdates.netguard.policy import AddressPolicy, AddressRefused
 from liveupdates.netguard.transport import guarded_client
 from liveupdates.push.model import Device, Notification, Platform, SendResult
-from liveupdates.push.providers.answers import is_retryable, retry, short
+from liveupdates.push.providers.answers import is_retryable, retry, short, unanswered
 
 PRODUCTION_URL = "https://api.push.apple.com"  # LIVEUPDATES_PUSH_APNS_URL
 SANDBOX_URL = "https://api.sandbox.push.apple.com"  # LIVEUPDATES_PUSH_APNS_SANDBOX_URL
@@ -149,10 +149,8 @@ class ApnsProvider:
         url = f"{base}/3/device/{device.address}"
         try:
             response = await self._client.post(url, content=body, headers=headers)
-        except AddressRefused as refused:
-            return SendResult("failed", detail=str(refused))
-        except (TimeoutError, httpx.HTTPError, OSError) as exc:
-            return SendResult("retry", detail=short(f"{type(exc).__name__}: {exc}"))
+        except (AddressRefused, httpx.HTTPError, OSError) as exc:  # OSError: TimeoutError too
+            return unanswered(exc)
         return self._answer(response)
 
     def _answer(self, response: httpx.Response) -> SendResult:

@@ -211,10 +211,8 @@ class FcmProvider:
             response = await self._client.post(
                 self.send_url, json={"message": document}, headers=headers
             )
-        except AddressRefused as refused:
-            return SendResult("failed", detail=str(refused))
-        except (httpx.HTTPError, OSError) as exc:
-            return SendResult("retry", detail=short(f"{type(exc).__name__}: {exc}"))
+        except (AddressRefused, httpx.HTTPError, OSError) as exc:
+            return answers.unanswered(exc)
         return self._answer(response)
 
     def _answer(self, response: httpx.Response) -> SendResult:
