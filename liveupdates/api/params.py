@@ -91,7 +91,7 @@ def parse(model: type[T], params: Mapping[str, str], *, messages: Mapping[str, s
     try:
         return msgspec.convert(values, model)
     except msgspec.ValidationError as exc:
-        text = _message(exc)
+        text = field_message(exc)
         field = text.partition(":")[0]
         raise InvalidInput(messages.get(field, text)) from None
 
@@ -113,7 +113,7 @@ def validation_field(exc: msgspec.ValidationError) -> tuple[str | None, str]:
     return (path or None), head[:1].lower() + head[1:]
 
 
-def _message(exc: msgspec.ValidationError) -> str:
+def field_message(exc: msgspec.ValidationError) -> str:
     """msgspec says "Expected `str` matching regex '...' - at `$.cursor`": the field first."""
     field, wording = validation_field(exc)
     if field is None:
