@@ -27,9 +27,10 @@ from liveupdates.netguard.policy import AddressPolicy, AddressRefused
 from liveupdates.netguard.transport import guarded_client
 from liveupdates.push.model import Device, Notification, Platform, SendResult
 from liveupdates.push.providers.answers import is_retryable, retry, short, unanswered
+from liveupdates.settings import Settings
 
-PRODUCTION_URL = "https://api.push.apple.com"  # LIVEUPDATES_PUSH_APNS_URL
-SANDBOX_URL = "https://api.sandbox.push.apple.com"  # LIVEUPDATES_PUSH_APNS_SANDBOX_URL
+PRODUCTION_URL: str = Settings.push_apns_url  # LIVEUPDATES_PUSH_APNS_URL's default
+SANDBOX_URL: str = Settings.push_apns_sandbox_url  # LIVEUPDATES_PUSH_APNS_SANDBOX_URL's default
 TOKEN_LIFETIME = 50 * 60.0
 MAX_PAYLOAD = 4096
 MAX_COLLAPSE_ID = 64

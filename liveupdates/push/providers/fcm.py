@@ -30,8 +30,9 @@ from liveupdates.netguard.transport import guarded_client
 from liveupdates.push.model import Device, Notification, Platform, SendResult
 from liveupdates.push.providers import answers
 from liveupdates.push.providers.answers import is_retryable, retry, short
+from liveupdates.settings import Settings
 
-DEFAULT_URL = "https://fcm.googleapis.com"
+DEFAULT_URL: str = Settings.push_fcm_url  # LIVEUPDATES_PUSH_FCM_URL's default
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ASSERTION_LIFETIME = 3600

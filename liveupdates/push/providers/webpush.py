@@ -24,14 +24,10 @@ from liveupdates.push.model import Device, Notification, Platform, SendResult
 from liveupdates.push.providers.answers import is_retryable, retry, short
 from liveupdates.push.providers.vapid import VapidKey, VapidSigner
 from liveupdates.push.registration import subscription_keys
+from liveupdates.settings import Settings
 
 # The public push services (setting push.webpush_hosts, env LIVEUPDATES_PUSH_WEBPUSH_HOSTS).
-DEFAULT_HOSTS: tuple[str, ...] = (
-    "fcm.googleapis.com",
-    "updates.push.services.mozilla.com",
-    "*.push.apple.com",
-    "*.notify.windows.com",
-)
+DEFAULT_HOSTS: tuple[str, ...] = Settings.push_webpush_hosts
 
 # RFC 8291: a push service must accept 4096 bytes of encrypted body. One aes128gcm record holds
 # a 86-byte header (salt, record size, sender key), the plaintext, a 1-byte delimiter, a 16-byte tag.
