@@ -20,6 +20,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from liveupdates.api import push as api
+from liveupdates.api.models import Channel
 from liveupdates.api.params import validation_field
 from liveupdates.models import PLATFORMS, Device, Notify, Platform
 from liveupdates.netguard.hosts import endpoint_refusal
@@ -133,11 +134,20 @@ def parse_device(body: Any, settings: Settings, new_id: str) -> Device:
 
 
 def parse_channel(channel: str) -> tuple[str, str]:
-    """("story" | "feed", id) of a channel name; FieldError when it is neither."""
+    """("story" | "feed", id) of a channel name (the API's Channel, with an id that could be
+    stored); FieldError when it is neither."""
     kind, _, ident = channel.partition(":")
-    if kind not in ("story", "feed") or not plausible_id(ident):
+    if not (_fits(channel, Channel) and plausible_id(ident)):
         raise FieldError("channel", 'must be "story:<id>" or "feed:<id>"')
     return kind, ident
+
+
+def _fits(value: Any, model: Any) -> bool:
+    try:
+        msgspec.convert(value, model)
+    except msgspec.ValidationError:
+        return False
+    return True
 
 
 def parse_notify(body: Any) -> Notify:
