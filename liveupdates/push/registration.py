@@ -40,7 +40,7 @@ _MESSAGES = {
     "subscription.endpoint": f"must be an https URL of at most {api.MAX_ENDPOINT_LENGTH} characters",
 }
 _TOKEN_MESSAGES = {
-    "apns": "must be the device token in hex (32 to 200 digits)",
+    "apns": "must be the device token in hex (an even number of digits, 32 to 200)",
     "fcm": "must be an FCM registration token (printable ASCII, at most"
     f" {api.MAX_FCM_TOKEN_LENGTH} characters)",
 }
