@@ -209,14 +209,19 @@ async def test_loopback_host_with_port_allows_http_there(api: Api) -> None:
     assert r.status_code == 400
 
 
-async def test_configured_providers_accept_their_tokens(tmp_path: Path) -> None:
-    settings = push_settings(
+def apns_and_fcm_settings() -> Settings:
+    """APNs and FCM configured (their key files are never read by the API)."""
+    return push_settings(
         push_apns_key_file="/k.p8",
         push_apns_key_id="KEY",
         push_apns_team_id="TEAM",
         push_apns_topic="org.example.news",
         push_fcm_credentials_file="/sa.json",
     )
+
+
+async def test_configured_providers_accept_their_tokens(tmp_path: Path) -> None:
+    settings = apns_and_fcm_settings()
     async for api in open_api(tmp_path, settings):
         apns_id, _ = await api.register(
             {"platform": "apns", "token": "AB" * 32, "environment": "sandbox"}
@@ -295,13 +300,7 @@ async def test_the_document_states_the_token_rules_the_route_applies(tmp_path: P
     """/v1/openapi.json's registration models are what the route validates with: a token the
     documented pattern refuses is a 400 naming `token`, one it allows is registered."""
     schemas = openapi_document()["components"]["schemas"]
-    settings = push_settings(
-        push_apns_key_file="/k.p8",
-        push_apns_key_id="KEY",
-        push_apns_team_id="TEAM",
-        push_apns_topic="org.example.news",
-        push_fcm_credentials_file="/sa.json",
-    )
+    settings = apns_and_fcm_settings()
     cases = [
         ("apns", "ApnsRegistration", "ab" * 16),
         ("apns", "ApnsRegistration", "ab" * 15 + "a"),  # odd length: not whole bytes
