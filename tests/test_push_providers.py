@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from liveupdates.push.model import Device, Notification
+from liveupdates.push.providers import build_providers
 from liveupdates.push.providers.apns import ApnsProvider, collapse_id, load_p8
 from liveupdates.push.providers.fcm import FcmProvider, ServiceAccount
 from liveupdates.push.providers.vapid import VapidKey, VapidSigner, origin
@@ -32,6 +32,7 @@ from liveupdates.push.providers.webpush import (
     topic,
     webpush_host_allowed,
 )
+from liveupdates.settings import Settings
 from tests.support.feedserver import ALLOW_LOOPBACK
 from tests.support.pushservers import (
     ApnsCredentials,
@@ -399,12 +400,13 @@ def apns_provider(server: ApnsServer, **options: Any) -> ApnsProvider:
     credentials = server.credentials
     options.setdefault("url", server.url)
     options.setdefault("sandbox_url", server.url)
+    options.setdefault("verify", server.ssl_context)
+    options.setdefault("allow_networks", [ALLOW_LOOPBACK])
     return ApnsProvider(
         key_file=credentials.key_file,
         key_id=credentials.key_id,
         team_id=credentials.team_id,
         topic=credentials.topic,
-        verify=server.ssl_context,
         **options,
     )
 
@@ -482,8 +484,9 @@ async def test_apns_sandbox_devices_go_to_the_sandbox_url(
     apns_server: ApnsServer, apns_credentials: ApnsCredentials
 ) -> None:
     with ApnsServer(apns_credentials) as sandbox:
-        provider = apns_provider(apns_server, sandbox_url=sandbox.url)
-        provider._client = httpx.AsyncClient(http2=True, verify=trust_both(apns_server, sandbox))
+        provider = apns_provider(
+            apns_server, sandbox_url=sandbox.url, verify=trust_both(apns_server, sandbox)
+        )
         try:
             assert (
                 await provider.send(apns_device(environment="sandbox"), notification())
@@ -588,6 +591,7 @@ def fcm_server() -> Iterator[FcmServer]:
 
 def fcm_provider(server: FcmServer, directory: Path, **options: Any) -> FcmProvider:
     account = server.make_credentials(directory)
+    options.setdefault("allow_networks", [ALLOW_LOOPBACK])
     return FcmProvider(credentials_file=account.credentials_file, url=server.url, **options)
 
 
@@ -701,13 +705,86 @@ async def test_fcm_token_endpoint_refusal_fails_the_send(
 ) -> None:
     account = fcm_server.make_credentials(tmp_path)
     del fcm_server.accounts[account.client_email]  # the server no longer knows the key
-    provider = FcmProvider(credentials_file=account.credentials_file, url=fcm_server.url)
+    provider = FcmProvider(
+        credentials_file=account.credentials_file,
+        url=fcm_server.url,
+        allow_networks=[ALLOW_LOOPBACK],
+    )
     try:
         result = await provider.send(fcm_device(), notification())
     finally:
         await provider.aclose()
     assert result.status == "failed" and "invalid_grant" in result.detail
     assert fcm_server.received == []
+
+
+async def test_fcm_token_uri_at_an_address_not_allowed_is_refused(
+    fcm_server: FcmServer, tmp_path: Path
+) -> None:
+    """The token_uri comes from the credentials file, not from the settings: the address guard
+    refuses it when it points where ops did not allow (here a loopback address, as a private one
+    would be), and nothing is sent to it or to FCM."""
+    account = fcm_server.make_credentials(tmp_path)
+    info = json.loads(account.credentials_file.read_text())
+    info["token_uri"] = f"http://127.0.0.2:{fcm_server.port}/token"
+    account.credentials_file.write_text(json.dumps(info))
+    provider = FcmProvider(
+        credentials_file=account.credentials_file,
+        url=fcm_server.url,
+        allow_networks=[ALLOW_LOOPBACK],  # 127.0.0.1 only
+    )
+    try:
+        result = await provider.send(fcm_device(), notification())
+    finally:
+        await provider.aclose()
+    assert result.status == "failed", result
+    assert "address 127.0.0.2 is loopback; see fetch.allow_networks" in result.detail
+    assert fcm_server.grants == 0 and fcm_server.received == []
+
+
+async def test_fcm_and_apns_urls_pass_the_address_guard(
+    fcm_server: FcmServer, apns_server: ApnsServer, tmp_path: Path
+) -> None:
+    """Without the loopback network allowed, the local services are refused before any request."""
+    fcm = fcm_provider(fcm_server, tmp_path, allow_networks=[])
+    apns = apns_provider(apns_server, allow_networks=[])
+    try:
+        results = [
+            await fcm.send(fcm_device(), notification()),
+            await apns.send(apns_device(), notification()),
+        ]
+    finally:
+        await fcm.aclose()
+        await apns.aclose()
+    assert [r.status for r in results] == ["failed", "failed"], results
+    assert all("address 127.0.0.1 is loopback" in r.detail for r in results), results
+    assert fcm_server.grants == 0 and fcm_server.received == [] and apns_server.received == []
+
+
+async def test_build_providers_allows_the_urls_ops_configured_not_the_token_uri(
+    fcm_server: FcmServer, tmp_path: Path
+) -> None:
+    """The settings' own loopback URLs (tests' local services) pass the guard as push.webpush_hosts'
+    do; a token_uri the credentials file points elsewhere on loopback does not."""
+    good = fcm_server.make_credentials(tmp_path)
+    bad = fcm_server.make_credentials(tmp_path)
+    info = json.loads(bad.credentials_file.read_text())
+    info["token_uri"] = f"http://127.0.0.2:{fcm_server.port}/token"
+    bad.credentials_file.write_text(json.dumps(info))
+    key = VapidKey.generate()
+    results = []
+    for account in (good, bad):
+        settings = Settings(
+            push_fcm_credentials_file=str(account.credentials_file), push_fcm_url=fcm_server.url
+        )
+        provider = build_providers(settings, key)["fcm"]
+        try:
+            results.append(await provider.send(fcm_device(), notification()))
+        finally:
+            await provider.aclose()
+    assert [r.status for r in results] == ["sent", "failed"], results
+    assert "address 127.0.0.2 is loopback" in results[1].detail
+    assert fcm_server.grants == 1 and len(fcm_server.received) == 1
 
 
 def test_fcm_credentials_mistakes_are_one_clear_line(tmp_path: Path) -> None:

@@ -93,10 +93,66 @@ def test_unreachable_redis_is_one_line_and_nothing_starts(
     result = run_command(dead_redis_env(tmp_path, feeds), *args)
     line = one_line_failure(result, "cannot reach Redis at redis://", "127.0.0.1")
     assert "hunter2-secret" not in line
-    if command not in ("worker", "push"):
-        # It let go of its port: nothing was left listening.
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", port))
+
+
+@pytest.fixture
+def silent_redis() -> Iterator[int]:
+    """A loopback port that takes connections and never answers (a Redis that hangs)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield int(s.getsockname()[1])
+
+
+def refused(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.connect(("127.0.0.1", port))
+        except ConnectionRefusedError:
+            return True
+        return False
+
+
+@pytest.mark.parametrize("command", ["serve", "web"])
+async def test_a_failed_start_lets_go_of_its_port(
+    command: str, tmp_path: Path, feeds: Path, silent_redis: int
+) -> None:
+    """The port is bound before Redis is asked: a client that connects while the service waits
+    for Redis is disconnected when the start fails, and the port refuses connections after."""
+    port = free_port()
+    env = redis_env(f"redis://127.0.0.1:{silent_redis}/0", "lutest:silent:", tmp_path, feeds)
+    (tmp_path / "logs").mkdir()
+    procs = Processes(env, tmp_path / "logs")
+    try:
+        server = procs.start(command, command, "--port", str(port))
+        # While it waits for Redis (REACHABLE_TIMEOUT, 5 s), the port takes the connection.
+        client = await until(lambda: connected(port, server), 30, procs.tails)
+        with client:
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            client.settimeout(30)
+            try:
+                answer = client.recv(1024)
+            except ConnectionResetError:
+                answer = b""
+            assert answer == b"", answer  # closed without an answer, not left hanging
+        await until(lambda: server.poll() is not None, 30, procs.tails)
+        assert server.returncode != 0
+        assert refused(port), "the port still takes connections after the failed start"
+        assert "cannot reach Redis" in procs.tails() and "no answer within" in procs.tails()
+    finally:
+        procs.stop_all()
+
+
+def connected(port: int, server: subprocess.Popen[bytes]) -> socket.socket | None:
+    """A connection to `port`, or None while nothing listens (the server must still run)."""
+    assert server.poll() is None, "the server ended before it listened"
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", port))
+    except ConnectionRefusedError:
+        s.close()
+        return None
+    return s
 
 
 @pytest.mark.parametrize(

@@ -110,3 +110,22 @@ def test_availability_logs_each_change_once_and_backs_off(
         "redis back after 8 failed call(s)",
     ]
     assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_without_settling_a_failure_right_after_back_is_a_new_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The hub's availability (settle=0): a 503 right after a success is down again at once,
+    which stops live catch-up; a worker's (default) waits out failures of stale connections."""
+    caplog.set_level(logging.INFO, logger="liveupdates.backends")
+    hub = Availability("store or bus", settle=0.0)
+    worker = Availability("redis")
+    for availability in (hub, worker):
+        availability.report("store unavailable: ConnectionError")
+        availability.answered()
+        availability.report("store unavailable: ConnectionError")
+    assert hub.down and hub.outages == 2
+    assert not worker.down and worker.outages == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("store or bus unavailable: store unavailable: ConnectionError") == 2
+    assert messages.count("store or bus back after 1 failed call(s)") == 1

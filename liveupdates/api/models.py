@@ -17,9 +17,10 @@ DEFAULT_UPDATES_LIMIT = 100
 MAX_UPDATES_LIMIT = 1000
 DEFAULT_FEEDS_LIMIT = 50
 MAX_FEEDS_LIMIT = 200
+# Most stories a feed reset or GET /v1/feeds/{id}/stories returns (hub/state.py uses it too).
 DEFAULT_FEED_STORIES_LIMIT = 100
 MAX_FEED_STORIES_LIMIT = 1000
-MAX_CHANNEL_LENGTH = 512
+MAX_CHANNEL_LENGTH = 512  # the WebSocket protocol's limit too (hub/protocol.py)
 MAX_EPOCH_LENGTH = 128
 # A cursor is the last feed id of a page, base64url without padding: opaque to clients, so the
 # order key can change later without breaking them. Feed ids are short; 344 characters hold 256 bytes.

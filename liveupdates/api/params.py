@@ -91,18 +91,33 @@ def parse(model: type[T], params: Mapping[str, str], *, messages: Mapping[str, s
     try:
         return msgspec.convert(values, model)
     except msgspec.ValidationError as exc:
-        text = _message(exc)
+        text = field_message(exc)
         field = text.partition(":")[0]
         raise InvalidInput(messages.get(field, text)) from None
 
 
-def _message(exc: msgspec.ValidationError) -> str:
-    """msgspec says "Expected `str` matching regex '...' - at `$.cursor`": the field first."""
+def validation_field(exc: msgspec.ValidationError) -> tuple[str | None, str]:
+    """(the field msgspec's error is about, as "a.b", or None for the whole value; what is wrong).
+
+    msgspec says "Expected `str` matching regex '...' - at `$.a.b`" and "Object missing required
+    field `c` - at `$.a`": ("a.b", "expected `str` matching regex '...'") and ("a.c", "is required").
+    """
     text = str(exc)
-    missing = _MISSING.fullmatch(text)
-    if missing:
-        return f"{missing.group(1)} is required"
-    head, sep, where = text.rpartition(" - at `$.")
+    head, sep, where = text.rpartition(" - at `$")
     if not sep or not head:
-        return text
-    return f"{where.rstrip('`')}: {head[0].lower()}{head[1:]}"
+        head, where = text, ""
+    path = where.rstrip("`").lstrip(".")
+    missing = _MISSING.fullmatch(head)
+    if missing:
+        return (f"{path}.{missing.group(1)}" if path else missing.group(1)), "is required"
+    return (path or None), head[:1].lower() + head[1:]
+
+
+def field_message(exc: msgspec.ValidationError) -> str:
+    """msgspec says "Expected `str` matching regex '...' - at `$.cursor`": the field first."""
+    field, wording = validation_field(exc)
+    if field is None:
+        return str(exc)
+    if wording == "is required":
+        return f"{field} is required"
+    return f"{field}: {wording}"

@@ -2,7 +2,8 @@
 /v1/push/vapid-public-key, as msgspec Structs.
 
 The routes are served by the push part of the service; these models are what the public API
-document says about them and what those routes validate bodies with.
+document says about them and what those routes validate bodies with (push/registration.py, which
+adds what a schema cannot say: a P-256 point, a 16-byte secret, an allowed push service host).
 """
 
 from __future__ import annotations
@@ -11,11 +12,16 @@ from typing import Annotated, Literal
 
 from msgspec import Meta, Struct
 
+from liveupdates import models
 from liveupdates.api.models import Channel
 
-Base64Url = Annotated[str, Meta(pattern="^[A-Za-z0-9_-]+={0,2}$")]
+MAX_ENDPOINT_LENGTH = 2048
+MAX_FCM_TOKEN_LENGTH = 4096
+BASE64URL_PATTERN = "^[A-Za-z0-9_-]+={0,2}$"
+
+Base64Url = Annotated[str, Meta(pattern=BASE64URL_PATTERN)]
 Notify = Annotated[
-    Literal["major", "all"],
+    models.Notify,
     Meta(description="major: new paragraphs or a new headline; all: every update"),
 ]
 
@@ -29,8 +35,11 @@ class VapidPublicKey(Struct, rename="camel"):
 
 
 class WebPushKeys(Struct):
-    p256dh: Annotated[Base64Url, Meta(description="the browser's P-256 public key, base64url")]
-    auth: Annotated[Base64Url, Meta(description="16-byte auth secret, base64url")]
+    p256dh: Annotated[
+        Base64Url,
+        Meta(max_length=200, description="the browser's uncompressed P-256 public key, base64url"),
+    ]
+    auth: Annotated[Base64Url, Meta(max_length=100, description="16-byte auth secret, base64url")]
 
 
 class WebPushSubscription(Struct):
@@ -39,9 +48,10 @@ class WebPushSubscription(Struct):
     endpoint: Annotated[
         str,
         Meta(
-            pattern="^https://",
-            max_length=2048,
-            description="https URL on an allowed push service host (setting push.webpush_hosts)",
+            pattern="^https?://",
+            max_length=MAX_ENDPOINT_LENGTH,
+            description="https URL on an allowed push service host (setting push.webpush_hosts;"
+            " plain http only on a loopback host:port entry, for tests)",
         ),
     ]
     keys: WebPushKeys
@@ -53,12 +63,25 @@ class WebPushRegistration(Struct, tag_field="platform", tag="webpush"):
 
 
 class ApnsRegistration(Struct, tag_field="platform", tag="apns", kw_only=True):
-    token: Annotated[str, Meta(pattern="^[0-9A-Fa-f]{16,200}$", description="APNs device token")]
+    token: Annotated[
+        str,
+        Meta(
+            pattern="^(?:[0-9A-Fa-f]{2}){16,100}$",
+            description="APNs device token, hex (32 to 200 digits)",
+        ),
+    ]
     environment: Literal["production", "sandbox"] = "production"
 
 
 class FcmRegistration(Struct, tag_field="platform", tag="fcm"):
-    token: Annotated[str, Meta(min_length=1, max_length=4096, description="FCM registration token")]
+    token: Annotated[
+        str,
+        Meta(
+            pattern="^[!-~]+$",  # printable ASCII, no spaces
+            max_length=MAX_FCM_TOKEN_LENGTH,
+            description="FCM registration token",
+        ),
+    ]
 
 
 DeviceRegistration = WebPushRegistration | ApnsRegistration | FcmRegistration

@@ -4,6 +4,7 @@ A worker meets a Redis outage in many places at once (every feed's claim, the pl
 the signals listener). Each reports here instead of logging: the first failure logs
 "redis unavailable: <why>", later ones only count, and the first success after them logs
 "redis back". Retries in between wait `retry_delay()`, which doubles while the outage lasts.
+The hub keeps one too, for the requests it answers 503 while the store or the bus is down.
 """
 
 from __future__ import annotations
@@ -24,8 +25,16 @@ SETTLE_SECONDS = 2.0
 class Availability:
     """The up/down state of one process's backends, named for its log lines ("redis")."""
 
-    def __init__(self, name: str, *, retry_min: float = 0.5, retry_max: float = 5.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        retry_min: float = 0.5,
+        retry_max: float = 5.0,
+        settle: float = SETTLE_SECONDS,
+    ) -> None:
         self.name = name
+        self.settle = settle  # failures this soon after "back" start no new outage
         self.retry_min = retry_min
         self.retry_max = retry_max
         self.problem: str | None = None  # why the backends are down; None while they answer
@@ -43,14 +52,18 @@ class Availability:
         logged once per outage); False for any other error, which the caller must report."""
         if not isinstance(exc, BACKEND_ERRORS):
             return False
+        self.report(" ".join(str(exc).split()) or type(exc).__name__)
+        return True
+
+    def report(self, reason: str) -> None:
+        """Report a failure already known to mean an outage, with why (a failed health check)."""
         self.failures += 1
         if self.closed:
-            return True
-        if self.problem is None and time.monotonic() - self._back_at > SETTLE_SECONDS:
-            self.problem = " ".join(str(exc).split()) or type(exc).__name__
+            return
+        if self.problem is None and time.monotonic() - self._back_at > self.settle:
+            self.problem = reason
             self.outages += 1
             log.error("%s unavailable: %s", self.name, self.problem)
-        return True
 
     def answered(self) -> None:
         """Report a call that succeeded: ends an outage (one log line)."""

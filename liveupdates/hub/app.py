@@ -18,9 +18,9 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from liveupdates.api.cors import PublicCORS
 from liveupdates.api.routes import api_routes
+from liveupdates.backends.errors import BACKEND_ERRORS
 from liveupdates.bus.base import Bus
 from liveupdates.hub import logfilter
-from liveupdates.hub.backend import BACKEND_ERRORS
 from liveupdates.hub.core import SHUTDOWN_GRACE, Hub
 from liveupdates.hub.edge import EdgeMiddleware, backend_unavailable
 from liveupdates.hub.origins import OriginPolicy

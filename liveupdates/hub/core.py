@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from dataclasses import dataclass
 
+from liveupdates.backends.availability import Availability
 from liveupdates.bus.base import Bus
 from liveupdates.hub.connection import Connection, QueuedConnection
 from liveupdates.hub.fanout import Fanout, Frame, Membership
@@ -26,8 +26,6 @@ from liveupdates.hub.state import build_reset
 from liveupdates.models import LogEntry
 from liveupdates.settings import Settings
 from liveupdates.store.base import LogBounds, Store
-
-log = logging.getLogger("liveupdates.hub")
 
 RESTART_REASON = "service restart; reconnect with backoff and resume"
 # How long shutdown waits for close frames to reach clients.
@@ -67,20 +65,11 @@ class Hub:
             settings.limits_connections, settings.limits_connections_per_address
         )
         self.request_rate = RequestRate(settings.limits_requests_per_second_per_address)
-        self.backend_problem: str | None = None  # why requests failed with 503, while they do
+        # Whether requests fail with 503 (the store or the bus is down): one log line when that
+        # starts, one when a request succeeds again. No settling time: `down` gates live
+        # catch-up (session.py), which must stop at the first failure.
+        self.availability = Availability("store or bus", settle=0.0)
         self.failure_logged_at: float | None = None  # last traceback of a failed session
-
-    def backend_down(self, reason: str) -> None:
-        """Requests fail because the store or bus is down: one log line when that starts."""
-        if self.backend_problem is None:
-            log.error("store or bus unavailable, answering 503: %s", reason)
-        self.backend_problem = reason
-
-    def backend_up(self) -> None:
-        """A request succeeded: one log line if it follows failures."""
-        if self.backend_problem is not None:
-            self.backend_problem = None
-            log.warning("store and bus answer again")
 
     async def catchup(self, channel: str, since: int | None, epoch: str | None) -> Catchup:
         bounds = await self.bus.bounds(channel)
@@ -101,7 +90,7 @@ class Hub:
         Called right after the member joined the channel's group: everything after the position
         reaches the member's pending frames, so nothing is lost or sent twice."""
         # While requests fail on the store, a subscribe is told to come back (1013) as before.
-        live = self.fanout.live_position(channel) if self.backend_problem is None else None
+        live = self.fanout.live_position(channel) if not self.availability.down else None
         if live is None:
             return None
         last, current = live

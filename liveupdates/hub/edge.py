@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from liveupdates.hub.backend import BACKEND_RETRY_AFTER
 from liveupdates.hub.core import Hub
-from liveupdates.hub.limits import BAD_REQUEST_COST, Refused
+from liveupdates.hub.limits import BACKEND_RETRY_AFTER, BAD_REQUEST_COST, Refused
+from liveupdates.hub.rest import error_response
 
 # The pages (/, /admin) load only their own scripts and styles, and open connections only to this
 # origin (same host: 'self' covers ws:/wss: there too). Nothing may frame them.
@@ -76,31 +76,25 @@ class EdgeMiddleware:
                     # A REST answer read the store: if it was down, it is back (a page or a
                     # static file says nothing about the store).
                     if status < 500:
-                        hub.backend_up()
+                        hub.availability.answered()
             await send(message)
 
         return send_with_headers
 
 
 def too_many(exc: Refused) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": "rate_limited", "message": exc.message}},
-        status_code=429,
-        headers={"Retry-After": str(exc.retry_after)},
+    return error_response(
+        429, "rate_limited", exc.message, headers={"Retry-After": str(exc.retry_after)}
     )
 
 
 async def backend_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """Exception handler: the store or the bus failed under a request (Redis down, SQLite locked)."""
     hub: Any = request.app.state.hub
-    hub.backend_down(f"{type(exc).__name__}: {str(exc)[:200]}")
-    return JSONResponse(
-        {
-            "error": {
-                "code": "unavailable",
-                "message": "the service's store is unavailable; retry shortly",
-            }
-        },
-        status_code=503,
+    hub.availability.report(f"{type(exc).__name__}: {str(exc)[:200]}")
+    return error_response(
+        503,
+        "unavailable",
+        "the service's store is unavailable; retry shortly",
         headers={"Retry-After": str(BACKEND_RETRY_AFTER)},
     )

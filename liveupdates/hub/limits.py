@@ -15,6 +15,8 @@ from liveupdates.hub.ratelimit import TokenBucket
 
 # Seconds a refused connection is told to wait before trying again.
 CONNECTION_RETRY_AFTER = 10
+# Seconds a client is told to wait before retrying while the store or the bus is down.
+BACKEND_RETRY_AFTER = 5
 # A 400 on a public route costs this many requests of the address's budget: a client that keeps
 # sending bad input is throttled sooner than one that only asks a lot.
 BAD_REQUEST_COST = 5
@@ -68,11 +70,14 @@ class ConnectionLimits:
 
 
 class RequestRate:
-    """A token bucket per address: `rate` requests per second, bursts of up to 2 x rate."""
+    """A token bucket per address: `rate` requests per second, bursts of up to `burst` (default
+    2 x rate)."""
 
-    def __init__(self, rate: float, max_tracked: int = MAX_TRACKED_ADDRESSES) -> None:
+    def __init__(
+        self, rate: float, max_tracked: int = MAX_TRACKED_ADDRESSES, *, burst: float | None = None
+    ) -> None:
         self.rate = rate
-        self.burst = max(1.0, 2 * rate)
+        self.burst = max(1.0, 2 * rate) if burst is None else burst
         self.max_tracked = max_tracked
         self._buckets: dict[str, TokenBucket] = {}
 

@@ -13,6 +13,7 @@ import msgspec
 from msgspec import UnsetType
 
 from liveupdates.api import messages as frames
+from liveupdates.api.models import MAX_CHANNEL_LENGTH
 from liveupdates.validate import InvalidInput, valid_text
 from liveupdates.validate import parse_int as _parse_int
 
@@ -36,7 +37,6 @@ CLOSE_TOO_SLOW = 4008  # the client did not read fast enough: reconnect and resu
 CLOSE_HISTORY_LOST = 4009  # the channel's log was lost or trimmed under us: resume to get a reset
 
 CHANNEL_KINDS = ("story", "feed")
-MAX_CHANNEL_LENGTH = 512
 
 
 class ProtocolError(ValueError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,8 +43,19 @@ _CURSOR = "cursor is not one this server gave out"
 _URL = {"url": "url must be the story's link: not blank, at most 4096 characters"}
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The public API's error body (components/schemas/Error); `field` names the bad input."""
+    error = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
 def _bad(exc: InvalidInput) -> JSONResponse:
@@ -229,10 +241,10 @@ async def healthz(request: Request) -> JSONResponse:
         status = "shutting_down"
     elif problems:
         status = "unavailable"
-        hub.backend_down("; ".join(problems))
+        hub.availability.report("; ".join(problems))
     else:
         status = "ok"
-        hub.backend_up()
+        hub.availability.answered()
     body: dict[str, Any] = {
         "status": status,
         "store": "down" if any(p.startswith("store") for p in problems) else "ok",

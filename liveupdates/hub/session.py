@@ -11,10 +11,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from liveupdates import metrics
-from liveupdates.hub.backend import BACKEND_ERRORS, BACKEND_RETRY_AFTER
+from liveupdates.backends.errors import BACKEND_ERRORS
 from liveupdates.hub.connection import Connection, QueuedConnection
 from liveupdates.hub.core import Hub
 from liveupdates.hub.fanout import Membership
+from liveupdates.hub.limits import BACKEND_RETRY_AFTER
 from liveupdates.hub.protocol import (
     BAD_REQUEST,
     CLOSE_INTERNAL,
@@ -142,7 +143,7 @@ class Session:
             )
             return
         # A channel that readers in this process are subscribed to exists (they were checked).
-        live = self.hub.backend_problem is None and self.hub.fanout.members(channel)
+        live = not self.hub.availability.down and self.hub.fanout.members(channel)
         if not live and not await channel_exists(self.hub.store, channel):
             self.conn.send_text(
                 encode_error(UNKNOWN_CHANNEL, f"no such channel {channel}", channel)
@@ -195,7 +196,7 @@ def session_failed(
     whole outage) or a bug (close 1011, logged with its traceback at most once per
     FAILURE_LOG_INTERVAL: a bug every client hits must not write a traceback per client)."""
     if isinstance(exc, BACKEND_ERRORS):
-        hub.backend_down(f"{type(exc).__name__}: {str(exc)[:200]}")
+        hub.availability.report(f"{type(exc).__name__}: {str(exc)[:200]}")
         conn.close(CLOSE_TRY_AGAIN, f"store unavailable; retry in {BACKEND_RETRY_AFTER} s")
         return
     now = time.monotonic()

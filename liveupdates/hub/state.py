@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from liveupdates.api.models import DEFAULT_FEED_STORIES_LIMIT
 from liveupdates.hub.protocol import parse_channel, reset_message
 from liveupdates.models import StoredVersion, feed_channel, story_channel
 from liveupdates.store.base import Store
 from liveupdates.validate import plausible_id
-
-# Most stories a feed reset or GET /v1/feeds/{id}/stories returns.
-FEED_STORIES_LIMIT = 100
 
 
 def story_json(stored: StoredVersion) -> dict[str, Any]:
@@ -46,7 +44,9 @@ async def feed_exists(store: Store, feed_id: str) -> bool:
     return bool(await store.read_log(feed_channel(feed_id), 0, 1))
 
 
-async def feed_stories(store: Store, feed_id: str, limit: int = FEED_STORIES_LIMIT) -> list[dict]:
+async def feed_stories(
+    store: Store, feed_id: str, limit: int = DEFAULT_FEED_STORIES_LIMIT
+) -> list[dict]:
     return [story_json(v) for v in await store.feed_stories(feed_id, limit)]
 
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from liveupdates.api.params import field_message
 from liveupdates.feeds.config import FEED_ID_RE, FeedError, check_interval, check_url
 from liveupdates.models import FeedConfig, FeedHealth
 from liveupdates.ops.models import MAX_TEXT, FeedChange, NewFeed
@@ -42,7 +43,7 @@ def _decode(body: Any, model: type[T]) -> T:
     try:
         data = msgspec.convert(body, model)
     except msgspec.ValidationError as exc:
-        raise ApiError(400, "bad_request", _wording(str(exc))) from None
+        raise ApiError(400, "bad_request", _wording(exc)) from None
     except UnicodeEncodeError:
         # JSON allows lone surrogates; msgspec cannot look a key made of one up.
         raise ApiError(400, "bad_request", "strings must not contain lone surrogates") from None
@@ -59,16 +60,14 @@ def _decode(body: Any, model: type[T]) -> T:
     return data
 
 
-def _wording(text: str) -> str:
+def _wording(exc: msgspec.ValidationError) -> str:
     """msgspec's "Expected `bool`, got `str` - at `$.paused`" as "paused: expected ..."."""
-    head, sep, where = text.rpartition(" - at `$.")
-    if sep and head:
-        return f"{where.rstrip('`')}: {head[0].lower()}{head[1:]}"
+    text = str(exc)
     if text.startswith("Object contains unknown field"):
         return f"{text} (allowed: {', '.join(PATCH_FIELDS)}, and id when adding)"
     if text.startswith("Expected `object`"):
         return "the body must be a JSON object"
-    return text
+    return field_message(exc)
 
 
 def _url(value: str) -> str:

@@ -12,12 +12,13 @@ from typing import Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from liveupdates.feeds.config import FEED_ID_RE
 from liveupdates.validate import MAX_NUMBER
 
 # Longest url, id or title accepted (ids are further limited by their pattern).
 MAX_TEXT = 4096
 DEFAULT_INTERVAL = 60.0
-FEED_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+FEED_ID_PATTERN = f"^{FEED_ID_RE.pattern}$"  # the rule feeds/config.py checks, for the document
 
 Url = Annotated[str, Meta(max_length=MAX_TEXT, description="http or https")]
 Title = Annotated[str, Meta(max_length=MAX_TEXT)] | None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -22,7 +21,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from liveupdates.hub.edge import client_address
-from liveupdates.hub.ratelimit import TokenBucket
+from liveupdates.hub.limits import Refused, RequestRate
+from liveupdates.hub.rest import error_response
 from liveupdates.hub.state import feed_exists
 from liveupdates.push.dispatcher import TOUCH_EVERY
 from liveupdates.push.registration import FieldError, parse_channel, parse_device, parse_notify
@@ -32,7 +32,6 @@ from liveupdates.store.devices import Cursor, DeviceRecord, DeviceStore, Subscri
 from liveupdates.validate import plausible_id
 
 MAX_BODY_BYTES = 8192
-MAX_TRACKED_ADDRESSES = 50_000
 
 KeySource = Callable[[], Awaitable[str]]
 
@@ -42,28 +41,9 @@ def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
-
-
-class RegistrationRate:
+def registration_rate(per_minute: int) -> RequestRate:
     """POST /v1/devices per client address: `per_minute`, in bursts of as many."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.rate = per_minute / 60.0
-        self.burst = float(per_minute)
-        self._buckets: dict[str, TokenBucket] = {}
-
-    def retry_after(self, address: str, now: float) -> int:
-        """0 when allowed (and counted), else whole seconds to wait."""
-        bucket = self._buckets.get(address)
-        if bucket is None:
-            if len(self._buckets) >= MAX_TRACKED_ADDRESSES:
-                self._buckets = {a: b for a, b in self._buckets.items() if not b.full(now)}
-            bucket = self._buckets[address] = TokenBucket(self.rate, self.burst, now)
-        if bucket.take(now):
-            return 0
-        return max(1, math.ceil(1.0 / self.rate))
+    return RequestRate(per_minute / 60.0, burst=float(per_minute))
 
 
 class PushApi:
@@ -74,7 +54,7 @@ class PushApi:
         self.store = store
         self.devices = devices
         self.public_key = public_key
-        self.rate = RegistrationRate(settings.push_register_per_minute)
+        self.rate = registration_rate(settings.push_register_per_minute)
 
     async def _body(self, request: Request, *, optional: bool = False) -> Any:
         raw = await request.body()
@@ -94,13 +74,15 @@ class PushApi:
         device_id = request.path_params["device_id"]
         record = await self.devices.get(device_id) if plausible_id(device_id) else None
         if record is None:
-            return _error(404, "not_found", "no such device")
+            return error_response(404, "not_found", "no such device")
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         given = given.strip()
         if scheme.lower() != "bearer" or not given:
-            return _error(401, "unauthorized", "missing bearer secret (Authorization: Bearer ...)")
+            return error_response(
+                401, "unauthorized", "missing bearer secret (Authorization: Bearer ...)"
+            )
         if not hmac.compare_digest(secret_hash(given), record.secret_hash):
-            return _error(401, "unauthorized", "wrong secret for this device")
+            return error_response(401, "unauthorized", "wrong secret for this device")
         now = time.time()
         if now - record.seen_at > TOUCH_EVERY:  # the device TTL counts days: no write per call
             await self.devices.touch(record.device.id, now)
@@ -110,16 +92,14 @@ class PushApi:
         return JSONResponse({"publicKey": await self.public_key()})
 
     async def register(self, request: Request) -> Response:
-        wait = self.rate.retry_after(client_address(request.scope), time.monotonic())
-        if wait:
-            return JSONResponse(
-                {
-                    "error": {
-                        "code": "rate_limited",
-                        "message": f"too many registrations from your address; retry in {wait} s",
-                    }
-                },
-                status_code=429,
+        try:
+            self.rate.check(client_address(request.scope), time.monotonic())
+        except Refused as exc:
+            wait = exc.retry_after
+            return error_response(
+                429,
+                "rate_limited",
+                f"too many registrations from your address; retry in {wait} s",
                 headers={"Retry-After": str(wait)},
             )
         try:
@@ -127,7 +107,7 @@ class PushApi:
                 await self._body(request), self.settings, secrets.token_urlsafe(16)
             )
         except FieldError as exc:
-            return _error(400, "bad_request", str(exc), field=exc.field)
+            return error_response(400, "bad_request", str(exc), field=exc.field)
         secret = secrets.token_urlsafe(32)
         device_id = await self.devices.register(device, secret_hash(secret), time.time())
         return JSONResponse({"device_id": device_id, "secret": secret}, status_code=201)
@@ -141,14 +121,14 @@ class PushApi:
             kind, ident = parse_channel(channel)
             notify = parse_notify(await self._body(request, optional=True))
         except FieldError as exc:
-            return _error(400, "bad_request", str(exc), field=exc.field)
+            return error_response(400, "bad_request", str(exc), field=exc.field)
         exists = (
             await self.store.latest(ident) is not None
             if kind == "story"
             else await feed_exists(self.store, ident)
         )
         if not exists:
-            return _error(404, "not_found", f"no channel {channel[:80]}")
+            return error_response(404, "not_found", f"no channel {channel[:80]}")
         # A channel nobody follows starts from the log's end: its first follower is told of what
         # happens from now on (not of what happened while nobody listened).
         bounds = await self.store.log_bounds(channel)
@@ -162,7 +142,7 @@ class PushApi:
                 found.device.id, channel, notify, self.settings.push_max_subscriptions
             )
         except SubscriptionLimit as exc:
-            return _error(409, "too_many_subscriptions", str(exc))
+            return error_response(409, "too_many_subscriptions", str(exc))
         return JSONResponse({"channel": channel, "notify": notify})
 
     async def list_subscriptions(self, request: Request) -> Response:

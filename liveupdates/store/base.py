@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
+from liveupdates.api.models import DEFAULT_FEED_STORIES_LIMIT
 from liveupdates.models import (
     FeedConfig,
     FeedHealth,
@@ -165,7 +166,9 @@ class StoryStore(Protocol):
         """Latest version of the story whose current (canonical) url is `url`."""
         ...
 
-    async def feed_stories(self, feed_id: str, limit: int = 100) -> list[StoredVersion]:
+    async def feed_stories(
+        self, feed_id: str, limit: int = DEFAULT_FEED_STORIES_LIMIT
+    ) -> list[StoredVersion]:
         """Latest version of each story of the feed, most recently changed first."""
         ...
 

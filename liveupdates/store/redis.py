@@ -60,6 +60,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from liveupdates.api.models import DEFAULT_FEED_STORIES_LIMIT
 from liveupdates.models import (
     FeedConfig,
     FeedHealth,
@@ -521,7 +522,9 @@ class RedisStore:
         versions = [v for v in versions if v.snapshot.url == url]
         return max(versions, key=lambda v: v.at, default=None)
 
-    async def feed_stories(self, feed_id: str, limit: int = 100) -> list[StoredVersion]:
+    async def feed_stories(
+        self, feed_id: str, limit: int = DEFAULT_FEED_STORIES_LIMIT
+    ) -> list[StoredVersion]:
         if limit <= 0:
             return []
         ids = await self.client.zrevrange(self._feed_key(feed_id, "stories"), 0, limit - 1)

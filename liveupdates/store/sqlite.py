@@ -28,6 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
+from liveupdates.api.models import DEFAULT_FEED_STORIES_LIMIT
 from liveupdates.models import (
     FeedConfig,
     FeedHealth,
@@ -487,7 +488,9 @@ class SQLiteStore:
         )
         return self._version(row) if row else None
 
-    async def feed_stories(self, feed_id: str, limit: int = 100) -> list[StoredVersion]:
+    async def feed_stories(
+        self, feed_id: str, limit: int = DEFAULT_FEED_STORIES_LIMIT
+    ) -> list[StoredVersion]:
         if limit <= 0:
             return []
         rows = await self._run(

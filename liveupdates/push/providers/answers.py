@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 
 from liveupdates.feeds.fetch import parse_retry_after
+from liveupdates.netguard.policy import AddressRefused
 from liveupdates.push.model import SendResult
 
 # Enough of a refusal's body to tell ops why, never a whole page.
@@ -24,6 +25,14 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
 def retry(status: int, headers: Mapping[str, str], detail: str = "") -> SendResult:
     """429 or 5xx: try again later, after Retry-After when the service said."""
     return SendResult("retry", retry_after=retry_after(headers), detail=short(f"{status} {detail}"))
+
+
+def unanswered(exc: Exception) -> SendResult:
+    """A request that got no answer: refused by the address guard fails (trying again cannot
+    help), a network error or timeout is tried again."""
+    if isinstance(exc, AddressRefused):
+        return SendResult("failed", detail=str(exc))
+    return SendResult("retry", detail=short(f"{type(exc).__name__}: {exc}"))
 
 
 def is_retryable(status: int) -> bool:

@@ -3,8 +3,9 @@
 The provider token is an ES256 JWT (`kid` = key id, `iss` = team id, `iat`) signed with the .p8
 key from Apple's developer site; Apple refuses one older than an hour and one renewed more often
 than every 20 minutes, so it is renewed after TOKEN_LIFETIME (50 minutes). The base URLs are ops
-settings (production and sandbox), so the address guard does not apply: only the device token,
-a path segment, comes from outside.
+settings (production and sandbox) and only the device token, a path segment, comes from outside;
+every connection still passes the address guard, which allows public addresses and the networks
+ops allow (`allow_networks`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hashlib
 import json
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,14 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from liveupdates.netguard.policy import AddressPolicy, AddressRefused
+from liveupdates.netguard.transport import guarded_client
 from liveupdates.push.model import Device, Notification, Platform, SendResult
-from liveupdates.push.providers.answers import is_retryable, retry, short
+from liveupdates.push.providers.answers import is_retryable, retry, short, unanswered
+from liveupdates.settings import Settings
 
-PRODUCTION_URL = "https://api.push.apple.com"  # LIVEUPDATES_PUSH_APNS_URL
-SANDBOX_URL = "https://api.sandbox.push.apple.com"  # LIVEUPDATES_PUSH_APNS_SANDBOX_URL
+PRODUCTION_URL: str = Settings.push_apns_url  # LIVEUPDATES_PUSH_APNS_URL's default
+SANDBOX_URL: str = Settings.push_apns_sandbox_url  # LIVEUPDATES_PUSH_APNS_SANDBOX_URL's default
 TOKEN_LIFETIME = 50 * 60.0
 MAX_PAYLOAD = 4096
 MAX_COLLAPSE_ID = 64
@@ -90,6 +94,7 @@ class ApnsProvider:
         sandbox_url: str = SANDBOX_URL,
         timeout: float = 10.0,
         verify: ssl.SSLContext | bool = True,
+        allow_networks: Iterable[str] = (),
         token_lifetime: float = TOKEN_LIFETIME,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -104,7 +109,9 @@ class ApnsProvider:
         self.token_lifetime = token_lifetime
         self._clock = clock
         self._token: tuple[str, float] | None = None  # (jwt, issued at)
-        self._client = httpx.AsyncClient(http2=True, verify=verify, timeout=timeout)
+        self._client = guarded_client(
+            AddressPolicy.allowing(allow_networks), verify=verify, http2=True, timeout=timeout
+        )
 
     def provider_token(self) -> str:
         """The cached provider JWT, renewed once it is TOKEN_LIFETIME old."""
@@ -143,8 +150,8 @@ class ApnsProvider:
         url = f"{base}/3/device/{device.address}"
         try:
             response = await self._client.post(url, content=body, headers=headers)
-        except (TimeoutError, httpx.HTTPError, OSError) as exc:
-            return SendResult("retry", detail=short(f"{type(exc).__name__}: {exc}"))
+        except (AddressRefused, httpx.HTTPError, OSError) as exc:  # OSError: TimeoutError too
+            return unanswered(exc)
         return self._answer(response)
 
     def _answer(self, response: httpx.Response) -> SendResult:

@@ -5,6 +5,8 @@ assertion signed with the account's private key is posted to the `token_uri` of 
 file, used as is. The token is cached until shortly before it expires, and fetched once for all
 sends waiting for it. Base URL and credentials are ops settings (LIVEUPDATES_PUSH_FCM_URL,
 LIVEUPDATES_PUSH_FCM_CREDENTIALS_FILE); only the device token, a JSON string, comes from outside.
+Every connection (the send URL's and the token_uri's) still passes the address guard: a
+credentials file whose token_uri names a private address outside `allow_networks` is refused.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import json
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +25,14 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from liveupdates.netguard.policy import AddressPolicy, AddressRefused
+from liveupdates.netguard.transport import guarded_client
 from liveupdates.push.model import Device, Notification, Platform, SendResult
 from liveupdates.push.providers import answers
 from liveupdates.push.providers.answers import is_retryable, retry, short
+from liveupdates.settings import Settings
 
-DEFAULT_URL = "https://fcm.googleapis.com"
+DEFAULT_URL: str = Settings.push_fcm_url  # LIVEUPDATES_PUSH_FCM_URL's default
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ASSERTION_LIFETIME = 3600
@@ -138,6 +143,7 @@ class FcmProvider:
         url: str = DEFAULT_URL,
         timeout: float = 10.0,
         verify: ssl.SSLContext | bool = True,
+        allow_networks: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.account = ServiceAccount.load(credentials_file)
@@ -145,7 +151,9 @@ class FcmProvider:
         self._clock = clock
         self._token: tuple[str, float] | None = None  # (access token, expires at)
         self._lock = asyncio.Lock()
-        self._client = httpx.AsyncClient(verify=verify, timeout=timeout)
+        self._client = guarded_client(
+            AddressPolicy.allowing(allow_networks), verify=verify, timeout=timeout
+        )
 
     async def access_token(self) -> str:
         """A cached access token; fetched (once, for every waiting send) when none is fresh."""
@@ -168,6 +176,8 @@ class FcmProvider:
         form = {"grant_type": GRANT_TYPE, "assertion": self.account.assertion(now)}
         try:
             response = await self._client.post(self.account.token_uri, data=form)
+        except AddressRefused as refused:
+            raise TokenError(f"token endpoint: {refused}", retryable=False) from None
         except (httpx.HTTPError, OSError) as exc:
             raise TokenError(f"token endpoint: {type(exc).__name__}", retryable=True) from exc
         if response.status_code != 200:
@@ -202,8 +212,8 @@ class FcmProvider:
             response = await self._client.post(
                 self.send_url, json={"message": document}, headers=headers
             )
-        except (httpx.HTTPError, OSError) as exc:
-            return SendResult("retry", detail=short(f"{type(exc).__name__}: {exc}"))
+        except (AddressRefused, httpx.HTTPError, OSError) as exc:
+            return answers.unanswered(exc)
         return self._answer(response)
 
     def _answer(self, response: httpx.Response) -> SendResult:

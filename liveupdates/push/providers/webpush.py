@@ -22,15 +22,12 @@ from liveupdates.netguard.policy import AddressPolicy, AddressRefused
 from liveupdates.netguard.transport import GuardedTransport
 from liveupdates.push.model import Device, Notification, Platform, SendResult
 from liveupdates.push.providers.answers import is_retryable, retry, short
-from liveupdates.push.providers.vapid import VapidKey, VapidSigner, b64url_decode
+from liveupdates.push.providers.vapid import VapidKey, VapidSigner
+from liveupdates.push.registration import subscription_keys
+from liveupdates.settings import Settings
 
 # The public push services (setting push.webpush_hosts, env LIVEUPDATES_PUSH_WEBPUSH_HOSTS).
-DEFAULT_HOSTS: tuple[str, ...] = (
-    "fcm.googleapis.com",
-    "updates.push.services.mozilla.com",
-    "*.push.apple.com",
-    "*.notify.windows.com",
-)
+DEFAULT_HOSTS: tuple[str, ...] = Settings.push_webpush_hosts
 
 # RFC 8291: a push service must accept 4096 bytes of encrypted body. One aes128gcm record holds
 # a 86-byte header (salt, record size, sender key), the plaintext, a 1-byte delimiter, a 16-byte tag.
@@ -67,24 +64,6 @@ def topic(collapse_key: str) -> str:
     alphabet, so it is the key's SHA-256, base64url, cut to 32 characters (192 bits)."""
     digest = hashlib.sha256(collapse_key.encode("utf-8")).digest()
     return base64.urlsafe_b64encode(digest).decode("ascii")[:TOPIC_CHARS]
-
-
-def subscription_keys(keys: dict[str, str]) -> tuple[bytes, bytes]:
-    """(p256dh point, auth secret) from a subscription's keys; ValueError naming the bad one."""
-    try:
-        p256dh = b64url_decode(keys.get("p256dh", ""))
-        if len(p256dh) != 65 or p256dh[0] != 4:  # browsers give the uncompressed point
-            raise ValueError("not an uncompressed point")
-        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), p256dh)
-    except ValueError:
-        raise ValueError("keys.p256dh is not a P-256 public key (base64url)") from None
-    try:
-        auth = b64url_decode(keys.get("auth", ""))
-    except ValueError:
-        auth = b""
-    if len(auth) != 16:
-        raise ValueError("keys.auth is not a 16-byte secret (base64url)")
-    return p256dh, auth
 
 
 def encrypt(plaintext: bytes, p256dh: bytes, auth: bytes) -> bytes:
