@@ -26,24 +26,54 @@ from liveupdates.hub.protocol import (
 )
 from liveupdates.hub.rest import SINCE_MESSAGE, error_response
 from liveupdates.hub.session import session_failed
+from liveupdates.hub.ssedirect import SSEWrite, direct_writer
 from liveupdates.hub.state import channel_exists
 from liveupdates.validate import InvalidInput
 
 # Milliseconds an EventSource waits before reconnecting (browsers add nothing; keep it modest).
 SSE_RETRY_MS = 3000
 SSE_BATCH = 64
+RETRY = f"retry: {SSE_RETRY_MS}\n\n".encode()
 
 
 class SSEConnection(QueuedConnection):
-    """The queue is drained by the response body instead of a WebSocket writer."""
+    """The queue is drained by the response body instead of a WebSocket writer.
+
+    Once the response head is out, an event is written straight to uvicorn's transport from the
+    fan-out's pass (hub/ssedirect.py) while nothing is queued or being written and the socket
+    takes it; otherwise it joins the queue, which the body drains through ASGI as before.
+    """
+
+    __slots__ = ("_direct", "_in_flight")
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self._direct: SSEWrite | None = None
+        self._in_flight = False  # the body holds events not yet written: keep order, queue
+
+    def write_directly(self, write: SSEWrite | None) -> None:
+        self._direct = write
+
+    def send_text(self, text: str) -> bool:
+        direct = self._direct
+        if (
+            direct is not None
+            and not self._in_flight
+            and not self._queue
+            and self.close_code is None
+            and direct(text)
+        ):
+            return True
+        return super().send_text(text)
 
     async def stream(self, heartbeat: float) -> AsyncIterator[str]:
-        yield f"retry: {SSE_RETRY_MS}\n\n"
         while True:
             batch = await self.next_batch(SSE_BATCH, timeout=heartbeat)
             if batch is None:
                 break
+            self._in_flight = True
             yield "".join(batch) if batch else SSE_HEARTBEAT
+            self._in_flight = False  # the consumer resumes us once the chunk was written
         if not self.peer_gone and self.close_code is not None:
             # Tell the client why the stream ends; EventSource reconnects with Last-Event-ID.
             yield (
@@ -99,6 +129,8 @@ class SSEResponse(Response):
         watcher = asyncio.create_task(watch_disconnect())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": RETRY, "more_body": True})
+            conn.write_directly(direct_writer(scope, receive))
             async for chunk in conn.stream(hub.settings.hub_sse_heartbeat):
                 await send(
                     {"type": "http.response.body", "body": chunk.encode(), "more_body": True}
