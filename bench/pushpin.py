@@ -52,7 +52,7 @@ WARM = 20
 # The hub's SSE heartbeat default, given to Pushpin as its keep-alive: the same idle traffic.
 HEARTBEAT_S = 15
 # Pushpin's event payload size: about what the poll pipeline's live-blog update encodes to.
-EVENT_SIZE = 700
+EVENT_SIZE = 770
 CHANNEL = "story:pushpinbench"
 
 
@@ -286,7 +286,7 @@ class LiveUpdatesSide:
 
         self.feeds = FeedServer().start()
         self.version = 0
-        self.feeds.set("/live.xml", live_feed(0), etag=True)
+        self.feeds.set("/live.xml", live_feed(0, descriptions=True), etag=True)
         self.server = Child(f"{tag}-server", "bench.server", "hub")
         try:
             self.port = int(self.server.hello["port"])
@@ -304,7 +304,7 @@ class LiveUpdatesSide:
 
     def publish(self) -> None:
         self.version += 1
-        self.feeds.set("/live.xml", live_feed(self.version), etag=True)
+        self.feeds.set("/live.xml", live_feed(self.version, descriptions=True), etag=True)
         self.server.call("e2e_poll")
 
     def close(self) -> None:
