@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import gc
-import random
 import re
 import time
 from collections import Counter
 from typing import Any
 
 from bench.proc import command_loop, reply_stream
+from bench.receipts import Receipts
 
-MAX_SAMPLES = 100_000
 T0 = re.compile(rb'"t0":([0-9.eE+-]+)[,}]')
 # Longest unfinished `"t0":<float>` kept from one read to the next.
 TAIL = 40
@@ -83,16 +80,11 @@ class Stream(asyncio.Protocol):
             self.answered.set_exception(exc or ConnectionError("closed before answering"))
 
 
-class Load:
+class Load(Receipts):
     def __init__(self) -> None:
+        super().__init__()
         self.streams: list[Stream] = []
-        self.latencies: list[float] = []
-        self.received = 0
         self.bytes = 0  # after the headers, heartbeats and chunk framing included
-        self.expected = 0
-        self.last = 0.0
-        self.done = asyncio.Event()
-        self.closed: Counter[str] = Counter()
 
     async def connect(self, args: dict[str, Any]) -> dict[str, Any]:
         host, port, path, n = args["host"], args["port"], args["path"], args["n"]
@@ -132,46 +124,16 @@ class Load:
     async def ready(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ready": sum(1 for s in self.streams if s.got), "open": len(self.streams)}
 
-    async def arm(self, args: dict[str, Any]) -> dict[str, Any]:
-        # A full collection over thousands of streams would stop this process: measure without it.
-        gc.collect()
-        gc.freeze()
-        gc.disable()
-        alive = sum(1 for s in self.streams if not s.closed)
-        self.expected = alive * args["per_conn"]
-        self.latencies = []
-        self.received = 0
+    def alive(self) -> int:
+        return sum(1 for s in self.streams if not s.closed)
+
+    def rearm(self) -> None:
         self.bytes = 0
-        self.last = 0.0
         for stream in self.streams:
             stream.got = 0
-        self.done.clear()
-        self.closed.clear()
-        return {"alive": alive, "expected": self.expected}
 
-    async def wait(self, args: dict[str, Any]) -> dict[str, Any]:
-        deadline = time.monotonic() + args.get("timeout_s", 120)
-        stall = args.get("stall", 10)
-        seen, progress = -1, time.monotonic()
-        while not self.done.is_set() and time.monotonic() < deadline:
-            if self.received != seen:
-                seen, progress = self.received, time.monotonic()
-            elif time.monotonic() - progress > stall:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.done.wait(), 0.5)
-        gc.enable()
-        samples = self.latencies
-        if len(samples) > MAX_SAMPLES:
-            samples = random.sample(samples, MAX_SAMPLES)
-        return {
-            "received": self.received,
-            "bytes": self.bytes,
-            "expected": self.expected,
-            "last": self.last,
-            "closed": dict(self.closed),
-            "latencies": [round(x, 6) for x in samples],
-        }
+    def extra(self) -> dict[str, Any]:
+        return {"bytes": self.bytes}
 
     async def close(self, args: dict[str, Any]) -> dict[str, Any]:
         count = len(self.streams)
