@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -51,12 +52,15 @@ class SSEConnection(QueuedConnection):
     takes it; otherwise it joins the queue, which the body drains through ASGI as before.
     """
 
-    __slots__ = ("_direct", "_in_flight")
+    __slots__ = ("_direct", "_in_flight", "_wrote_at")
 
     def __init__(self, limit: int) -> None:
         super().__init__(limit)
         self._direct: SSEWrite | None = None
         self._in_flight = False  # the body holds events not yet written: keep order, queue
+        # When the stream last wrote (time.monotonic): heartbeats come after silence only, and
+        # direct writes do not pass the stream's loop.
+        self._wrote_at = time.monotonic()
 
     def write_directly(self, write: SSEWrite | None) -> None:
         self._direct = write
@@ -70,6 +74,7 @@ class SSEConnection(QueuedConnection):
             and self.close_code is None
             and direct(text)
         ):
+            self._wrote_at = time.monotonic()
             return True
         return super().send_text(text)
 
@@ -81,19 +86,26 @@ class SSEConnection(QueuedConnection):
             return None
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(heartbeat, _beat, waiter)
+        silent = time.monotonic() - self._wrote_at
+        timer = loop.call_later(max(0.0, heartbeat - silent), _beat, waiter)
         waiter.add_done_callback(lambda _: timer.cancel())
         return waiter
 
-    def next_chunk(self, beat: bool) -> str | None:
+    def next_chunk(self, beat: bool, heartbeat: float) -> str | None:
         """What to write after `wait_armed`'s future (`beat`: its result): queued events, a
-        heartbeat, or None once closed; the final close event is `close_event`'s."""
+        heartbeat after `heartbeat` seconds of silence, "" for nothing yet, or None once closed;
+        the final close event is `close_event`'s."""
         self._waiter = None
         if self.close_code is not None:
             return None
         if self._queue:
+            self._wrote_at = time.monotonic()
             return "".join(self._take(SSE_BATCH))
-        return SSE_HEARTBEAT if beat else ""
+        # (The loop may run a timer a hair early: a millisecond's slack, not a second spin.)
+        if beat and time.monotonic() - self._wrote_at >= heartbeat - 0.001:
+            self._wrote_at = time.monotonic()
+            return SSE_HEARTBEAT
+        return ""
 
     def close_event(self) -> str | None:
         """Why the stream ends, for a client still there; EventSource reconnects with
@@ -181,7 +193,7 @@ async def stream(scope: Scope, receive: Receive, send: Send) -> None:
         heartbeat = hub.settings.hub_sse_heartbeat
         while True:
             waiter = conn.wait_armed(heartbeat)
-            chunk = conn.next_chunk(await waiter if waiter is not None else False)
+            chunk = conn.next_chunk(await waiter if waiter is not None else False, heartbeat)
             if chunk is None:
                 break
             if not chunk:
