@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import gc
 import json
-import random
 import time
 from collections import Counter
 from typing import Any
@@ -23,22 +20,14 @@ from websockets.exceptions import ConnectionClosed
 
 from bench.payload import read_t0
 from bench.proc import command_loop, reply_stream
+from bench.receipts import Receipts
 
-MAX_SAMPLES = 100_000
 
-
-class Load:
+class Load(Receipts):
     def __init__(self) -> None:
+        super().__init__()
         self.conns: list[ClientConnection] = []
         self.readers: list[asyncio.Task[None]] = []
-        self.latencies: list[float] = []
-        self.received = 0
-        self.expected = 0
-        self.first = 0.0
-        self.last = 0.0
-        self.last_progress = time.monotonic()
-        self.done = asyncio.Event()
-        self.closed: Counter[str] = Counter()
 
     async def _read(self, ws: ClientConnection) -> None:
         try:
@@ -101,45 +90,8 @@ class Load:
             "seconds": time.perf_counter() - started,
         }
 
-    async def arm(self, args: dict[str, Any]) -> dict[str, Any]:
-        # A full collection over thousands of client connections stops this process for up to a
-        # second: that is the load generator's pause, not the server's latency. Measure without it.
-        gc.collect()
-        gc.freeze()
-        gc.disable()
-        alive = sum(1 for r in self.readers if not r.done())
-        self.expected = alive * args["per_conn"]
-        self.latencies = []
-        self.received = 0
-        self.first = self.last = 0.0
-        self.done.clear()
-        self.closed.clear()
-        return {"alive": alive, "expected": self.expected}
-
-    async def wait(self, args: dict[str, Any]) -> dict[str, Any]:
-        deadline = time.monotonic() + args.get("timeout_s", 120)
-        stall = args.get("stall", 10)
-        seen, progress = -1, time.monotonic()
-        while not self.done.is_set() and time.monotonic() < deadline:
-            if self.received != seen:
-                seen, progress = self.received, time.monotonic()
-            elif time.monotonic() - progress > stall:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.done.wait(), 0.5)
-        gc.enable()
-        samples = self.latencies
-        if len(samples) > MAX_SAMPLES:
-            samples = random.sample(samples, MAX_SAMPLES)
-        return {
-            "received": self.received,
-            "expected": self.expected,
-            "first": self.first,
-            "last": self.last,
-            "closed": dict(self.closed),
-            "latencies": [round(x, 6) for x in samples],
-            "count": len(self.latencies),
-        }
+    def alive(self) -> int:
+        return sum(1 for r in self.readers if not r.done())
 
     async def close(self, args: dict[str, Any]) -> dict[str, Any]:
         gate = asyncio.Semaphore(200)

@@ -108,8 +108,16 @@ def read_t0(frame: str) -> float | None:
 # -- feeds -------------------------------------------------------------------------------------
 
 
-def rss(items: list[tuple[str, str, list[str]]], title: str = "Bench Gazette") -> bytes:
-    """RSS 2.0 with content:encoded paragraphs; items are (guid, title, paragraphs)."""
+def rss(
+    items: list[tuple[str, str, list[str]]],
+    title: str = "Bench Gazette",
+    *,
+    descriptions: bool = False,
+) -> bytes:
+    """RSS 2.0 with content:encoded paragraphs; items are (guid, title, paragraphs).
+
+    Without `descriptions` an item's summary is its whole text, so every update's event carries
+    the old and the new text (~20 KB); with them it is the headline, and an update is ~1 KB."""
     parts = [
         '<?xml version="1.0" encoding="utf-8"?>',
         '<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/">',
@@ -123,6 +131,7 @@ def rss(items: list[tuple[str, str, list[str]]], title: str = "Bench Gazette") -
             f"<title>{escape(headline)}</title>",
             f"<link>https://gazette.example/news/{escape(guid)}</link>",
             f'<guid isPermaLink="false">{escape(guid)}</guid>',
+            f"<description>{escape(headline)}</description>" if descriptions else "",
             "<pubDate>Thu, 26 Nov 2026 08:00:00 GMT</pubDate>",
             f"<content:encoded><![CDATA[{html}]]></content:encoded>",
             "</item>",

@@ -30,8 +30,9 @@ from bench.wsbench import Phase
 
 RESULTS = ROOT / "bench" / "results"
 BENCHMARKS = ("fanout", "capacity", "e2e", "diff", "polling", "websub")
-# Not in the default run: `--only hub` (issue 13's repeated hub runs), `--only capacity100k`.
-EXTRA = ("hub", "capacity100k")
+# Not in the default run: `--only hub` (issue 13's repeated hub runs), `--only capacity100k`,
+# `--only pushpin` (SSE against Pushpin, which it installs with apt-get when missing).
+EXTRA = ("hub", "capacity100k", "pushpin")
 # How each hub server kind serves /v1/ws, as the table names it ("hub": the main port, where the
 # front door hands /v1/ws to the websockets library; "hubws": the optional second port).
 TRANSPORTS = {"hub": " (default port)", "hubws": " (hub_ws_port)"}
@@ -108,6 +109,10 @@ def run(selected: list[str], quick: bool) -> dict[str, Any]:
         from bench import capacity100k
 
         out["capacity100k"] = capacity100k.run(quick)
+    if "pushpin" in selected:
+        from bench import pushpin
+
+        out["pushpin"] = pushpin.run(quick)
     return out
 
 
@@ -299,6 +304,10 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
         from bench import capacity100k
 
         table.extend(capacity100k.rows(results["capacity100k"]))
+    if results.get("pushpin"):
+        from bench import pushpin
+
+        table.extend(pushpin.rows(results["pushpin"]))
     return table
 
 

@@ -190,15 +190,17 @@ def fanout_session(
 # -- end to end -----------------------------------------------------------------------------------
 
 
-def live_feed(version: int, base: int = 30) -> bytes:
-    """A feed of 10 stories plus a live blog that gains one paragraph (at the top) per version."""
+def live_feed(version: int, base: int = 30, *, descriptions: bool = False) -> bytes:
+    """A feed of 10 stories plus a live blog that gains one paragraph (at the top) per version.
+
+    `descriptions`: see `payload.rss`."""
     import random
 
     rng = random.Random(7)
     live = [paragraph(rng) for _ in range(base)]
     extra = [f"Update {v}: " + paragraph(random.Random(1000 + v), 2) for v in range(version, 0, -1)]
     items = [("live-blog", "Live: storm closes the Saltmarsh Bridge", extra + live)]
-    return rss(items + news_feed(11, items=10))
+    return rss(items + news_feed(11, items=10), descriptions=descriptions)
 
 
 def e2e_session(n: int, changes: int, interval: float, *, processes: int = 2) -> dict[str, Any]:

@@ -156,3 +156,51 @@ async def test_client_leaving_frees_the_channel(hub_server: HubServerHandle) -> 
         await next_event(events(response))
         assert hub.hub.fanout.members("story:bridge") == 1
     await until(lambda: not hub.hub.fanout.members("story:bridge"), timeout=DEADLINE, interval=0.01)
+
+
+async def test_a_reader_that_stops_reading_is_dropped_while_others_get_everything(
+    start_hub_server: StartHub,
+) -> None:
+    """Events go straight to each stream's socket while it takes them; a reader that stops
+    reading fills its socket, then its bounded queue, and is dropped with 4008, told so in its
+    close event once it reads again, while the reader beside it gets every update in order."""
+    hub = await start_hub_server(hub_send_queue=8)
+    await hub.publish("bridge")
+    blob = "x" * 100_000  # big events fill socket buffers quickly
+    reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
+    writer.write(
+        b"GET /v1/sse?channel=story:bridge HTTP/1.1\r\nHost: hub\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    seen = b""
+    while b"event: subscribed" not in seen:
+        seen += await asyncio.wait_for(reader.read(65536), DEADLINE)
+    # ... and it reads nothing more until it is dropped.
+
+    def dropped() -> bool:
+        return any(getattr(c, "close_code", None) == 4008 for c in hub.hub.connections)
+
+    received: list[int] = []
+    async with (
+        httpx.AsyncClient(base_url=hub.base_url, timeout=DEADLINE) as http,
+        http.stream("GET", "/v1/sse", params={"channel": "story:bridge"}) as response,
+    ):
+        stream = events(response)
+        await next_event(stream)  # subscribed
+        published: list[int] = []
+        for _ in range(400):
+            entries = await hub.publish("bridge", extra={"blob": blob})
+            published += [e.seq for e in entries if e.channel == "story:bridge"]
+            # The fast reader keeps up, so the slow one alone fills its buffers.
+            received.append(int((await next_event(stream)).data["seq"]))
+            if dropped():
+                break
+        assert dropped(), "the reader that stopped reading was never dropped"
+        assert received == published
+        more = [e.seq for e in await hub.publish("bridge") if e.channel == "story:bridge"]
+        assert (await next_event(stream)).data["seq"] == more[0]
+    rest = seen
+    while chunk := await asyncio.wait_for(reader.read(1 << 20), DEADLINE):
+        rest += chunk
+    writer.close()
+    assert b'event: close\ndata: {"type":"close","code":4008' in rest
+    await until(lambda: not hub.hub.connections, timeout=DEADLINE)

@@ -113,7 +113,8 @@ def create_app(
 
     routes: list[BaseRoute] = [
         WebSocketRoute("/v1/ws", websocket_endpoint),
-        Route("/v1/sse", sse_endpoint),
+        # A bare ASGI app (see hub/sse.py), so the methods are named here.
+        Route("/v1/sse", sse_endpoint, methods=["GET", "HEAD"]),
         *rest_routes,
         *api_routes(),
         *extra_routes,
