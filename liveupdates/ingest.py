@@ -234,16 +234,19 @@ class Ingestor:
 
         Returns (entries, damped, id of the story the snapshot was matched to). `digest` is the
         snapshot's content_hash, when the caller has it already."""
-        known = await self.store.find_story_id(snapshot.feed, snapshot.guid, snapshot.url)
-        if known and known != snapshot.id:
+        # Identity, latest version and the flip-flop check's hashes in one store read.
+        context = await self.store.story_context(
+            snapshot.feed, snapshot.guid, snapshot.url, snapshot.id, FLIPFLOP_DEPTH
+        )
+        if context.story_id != snapshot.id:
             # The feed rewrote the guid or the link: it is still the story we know.
-            snapshot = replace(snapshot, id=known)
+            snapshot = replace(snapshot, id=context.story_id)
         if digest is None:
             digest = content_hash(snapshot)  # the id is not part of the hash
-        latest = await self.store.latest(snapshot.id)
+        latest = context.latest
         if latest is not None and latest.content_hash == digest:
             return [], False, snapshot.id
-        if latest is not None and await self._is_flipflop(snapshot.id, digest, latest.at):
+        if latest is not None and self._is_flipflop(digest, latest.at, context.earlier):
             return [], True, snapshot.id
         if latest is None:
             event = created_event(snapshot)
@@ -271,19 +274,19 @@ class Ingestor:
             await self.publish(entries)
         return entries, False, snapshot.id
 
-    async def _is_flipflop(self, story_id: str, digest: str, latest_at: str) -> bool:
+    def _is_flipflop(self, digest: str, latest_at: str, earlier: tuple[str, ...]) -> bool:
         """A return to an earlier text soon after a change is cache churn, not news.
 
         Caches or load-balanced origins out of step serve A, B, A, B... Within `flipflop_window`
-        seconds of the latest version, a text equal to one of the few versions before it is
-        ignored; after the window the return is accepted as a real (reverted) change.
+        seconds of the latest version, a text equal to one of the few versions before it
+        (`earlier`, their content hashes) is ignored; after the window the return is accepted as
+        a real (reverted) change.
         """
         if self.flipflop_window <= 0:
             return False
         if time.time() - _parse_iso(latest_at) > self.flipflop_window:
             return False
-        earlier = await self.store.recent_versions(story_id, FLIPFLOP_DEPTH + 1)
-        return any(v.content_hash == digest for v in earlier[1:])
+        return digest in earlier
 
     async def _finish(
         self,
