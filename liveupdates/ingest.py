@@ -115,8 +115,9 @@ class Ingestor:
         own = self.self_url if feed.url.startswith(SELF_PLACEHOLDER) else None
         result = await self.fetcher.fetch(url, state, exempt_origin=own)
         new_state = next_fetch_state(state, result, now=time.time())
-        return await self._read_and_store(
-            feed, started, state, new_state, result, url, on_read=self.on_fetched
+        got = await self._read(feed, result, url)
+        return await self._store(
+            feed, started, state, new_state, result, url, got, on_read=self.on_fetched
         )
 
     async def ingest(self, feed: FeedConfig, body: bytes, headers: Mapping[str, str]) -> PollReport:
@@ -124,16 +125,36 @@ class Ingestor:
         after its fetch. The feed's validators and Retry-After hold stay as they are (they
         belong to its URL's responses); a readable body ends an error streak, as a poll would."""
         started = time.monotonic()
-        state = await self.store.get_fetch_state(feed.id)
         try:
             url = resolve_url(feed.url, self.self_url)
         except FeedError:
             url = feed.url  # only the base for relative links in the body
         result = FetchResult(status="ok", url=url, body=body, headers=dict(headers))
+        # The fetch state is read while the body is parsed (the parse does not need it), so a
+        # push waits for one of the two, not both. The caller holds the feed's claim for both.
+        state, got = await asyncio.gather(
+            self.store.get_fetch_state(feed.id), self._read(feed, result, url)
+        )
         new_state = replace(state, consecutive_errors=0)
-        return await self._read_and_store(feed, started, state, new_state, result, url)
+        return await self._store(feed, started, state, new_state, result, url, got)
 
-    async def _read_and_store(
+    async def _read(self, feed: FeedConfig, result: FetchResult, url: str) -> EntriesRead | None:
+        """Parse and normalise the body a fetch (or push) brought, in a worker thread; None
+        without a body."""
+        if result.status != "ok" or result.body is None:
+            return None
+        got = await asyncio.to_thread(
+            read_feed,
+            result.body,
+            result.headers,
+            result.url or url,
+            feed.id,
+            self._memos.get(feed.id),
+        )
+        self._remember(feed.id, got.memo)
+        return got
+
+    async def _store(
         self,
         feed: FeedConfig,
         started: float,
@@ -141,25 +162,17 @@ class Ingestor:
         new_state: FetchState,
         result: FetchResult,
         url: str,
+        got: EntriesRead | None,
         *,
         on_read: OnFetched | None = None,
     ) -> PollReport:
-        """Parse, normalise, match, compare, store and publish what a fetch (or push) brought.
+        """Match, compare, store and publish what `_read` made of a fetch (or push).
         `on_read` sees the parsed feed first when it parsed."""
         parsed = None
         read: list[tuple[Snapshot, str]] = []
         total = reused = 0
-        if result.status == "ok" and result.body is not None:
-            got = await asyncio.to_thread(
-                read_feed,
-                result.body,
-                result.headers,
-                result.url or url,
-                feed.id,
-                self._memos.get(feed.id),
-            )
+        if got is not None:
             parsed, read, total, reused = got.parsed, got.read, got.total, got.reused
-            self._remember(feed.id, got.memo)
             if not parsed.error and on_read is not None:
                 on_read(feed, result.url or url, result.headers, parsed)
             if parsed.error:
