@@ -319,6 +319,17 @@ def _websub_rows(push: dict[str, Any]) -> list[tuple[str, str, str, str, str, st
                 "yes" if phase["p99_range"][1] <= 50 and not lost else "NO",
             )
         )
+    cpu = {k: push[k]["cpu_ms"] for k in ("push", "poll", "alone")}
+    rows.append(
+        (
+            "websub: server CPU ms per update, push / poll; baseline: hub alone",
+            f"{_fmt(cpu['push'])} / {_fmt(cpu['poll'])}",
+            _fmt(cpu["alone"]),
+            f"{ratio(cpu['push'], cpu['alone']):.2f} / {ratio(cpu['poll'], cpu['alone']):.2f}",
+            "",
+            "",
+        )
+    )
     for key, label in (("push", "hub POST"), ("poll", "poll fetch end")):
         stage = push["to_publish_ms"][key]
         rows.append(

@@ -31,13 +31,16 @@ from bench.wsbench import Rig, live_feed
 PHASES = ("poll", "push", "alone")
 
 
-def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median p50/p99 over repetitions, with (min, max); counts summed."""
+def _median(runs: list[dict[str, Any]], changes: int) -> dict[str, Any]:
+    """Median p50/p99 and server CPU ms per update over repetitions, with (min, max); counts
+    summed. The CPU figure moves far less with the machine's load than the latencies do."""
     out: dict[str, Any] = {
         "received": sum(r["received"] for r in runs),
         "expected": sum(r["expected"] for r in runs),
     }
-    for key in ("p50_ms", "p99_ms"):
+    for run in runs:
+        run["cpu_ms"] = run["server_cpu_s"] / changes * 1000
+    for key in ("p50_ms", "p99_ms", "cpu_ms"):
         values = [r[key] for r in runs]
         out[key] = statistics.median(values)
         out[key.replace("_ms", "_range")] = (min(values), max(values))
@@ -121,7 +124,7 @@ def websub_session(
         "repeat": repeat,
         "receiver": receiver,
         "reps": reps,
-        **{phase: _median([r[phase] for r in reps]) for phase in PHASES},
+        **{phase: _median([r[phase] for r in reps], changes) for phase in PHASES},
         "to_publish_ms": {
             k: {"p50": percentile(v, 50), "p99": percentile(v, 99)} for k, v in stages.items()
         },
