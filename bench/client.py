@@ -1,8 +1,11 @@
 """Load generator: `python -m bench.client`, many `websockets` asyncio clients in one process.
 
-Commands: `connect` (open and subscribe N connections), `arm` (expect so many updates per
-connection), `wait` (until they all arrived, or the stream stalls), `close`. Each update's latency
-is receipt time minus the `t0` the server embedded (same machine, same clock). The cyclic garbage
+Commands: `receiver` (how later connections are read, below), `connect` (open and subscribe N
+connections), `arm` (expect so many updates per connection), `wait` (until they all arrived, or the
+stream stalls), `close`. Each update's latency is receipt time minus the `t0` the server embedded
+(same machine, same clock). Receipt is when a `websockets` client's reader gets the frame, or with
+`receiver kind=kernel` when the frame's bytes reached the socket (bench/receiver.py: the lean
+receiver of the latency benchmarks, which leaves the client's own CPU out). The cyclic garbage
 collector is off between `arm` and the end of `wait`, so client pauses do not count as latency.
 """
 
@@ -11,6 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import socket
 import time
 from collections import Counter
 from typing import Any
@@ -21,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from bench.payload import read_t0
 from bench.proc import command_loop, reply_stream
 from bench.receipts import Receipts
+from bench.receiver import Receiver
 
 
 class Load(Receipts):
@@ -28,21 +34,44 @@ class Load(Receipts):
         super().__init__()
         self.conns: list[ClientConnection] = []
         self.readers: list[asyncio.Task[None]] = []
+        self.lean: Receiver | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def _received(self, now: float, t0: float) -> None:
+        self.latencies.append(now - t0)
+        if not self.received:
+            self.first = now
+        self.received += 1
+        self.last = now
+        if self.received >= self.expected:
+            self.done.set()
+
+    def _lean_frame(self, stamp: float, payload: bytes) -> None:
+        # In the receiver's thread; its own CPU does not move `stamp` (the kernel's).
+        t0 = read_t0(payload.decode("utf-8", "replace"))
+        if t0 is not None:
+            self._loop.call_soon_threadsafe(self._received, stamp, t0)
+
+    async def receiver(self, args: dict[str, Any]) -> dict[str, Any]:
+        """kind "kernel": connections opened from now on are read by the lean receiver."""
+        if args["kind"] == "kernel" and self.lean is None:
+            self.lean = Receiver(self._lean_frame)
+        return {"kind": "kernel" if self.lean is not None else "websockets"}
+
+    def _hand_over(self, ws: ClientConnection) -> None:
+        """Give the subscribed connection's socket to the lean receiver; the library lets go."""
+        assert self.lean is not None
+        own = ws.transport.get_extra_info("socket")
+        self.lean.add(socket.socket(fileno=os.dup(own.fileno())))
+        ws.transport.abort()  # closes the library's descriptor only: the duplicate stays open
 
     async def _read(self, ws: ClientConnection) -> None:
         try:
             async for frame in ws:
                 now = time.time()
                 t0 = read_t0(frame)  # type: ignore[arg-type]
-                if t0 is None:
-                    continue
-                self.latencies.append(now - t0)
-                if not self.received:
-                    self.first = now
-                self.received += 1
-                self.last = now
-                if self.received >= self.expected:
-                    self.done.set()
+                if t0 is not None:
+                    self._received(now, t0)
         except ConnectionClosed:
             pass
         finally:
@@ -75,6 +104,9 @@ class Load(Receipts):
                         answer = await asyncio.wait_for(ws.recv(), 30)
                         if '"subscribed"' not in answer:  # type: ignore[operator]
                             raise RuntimeError(f"unexpected answer {answer[:80]!r}")
+                        if self.lean is not None:
+                            self._hand_over(ws)
+                            return
                         self.conns.append(ws)
                         self.readers.append(asyncio.create_task(self._read(ws)))
                         return
@@ -85,13 +117,14 @@ class Load(Receipts):
 
         await asyncio.gather(*(one() for _ in range(n)))
         return {
-            "connected": len(self.conns),
+            "connected": self.alive(),
             "failed": dict(failed),
             "seconds": time.perf_counter() - started,
         }
 
     def alive(self) -> int:
-        return sum(1 for r in self.readers if not r.done())
+        lean = self.lean.alive() if self.lean is not None else 0
+        return lean + sum(1 for r in self.readers if not r.done())
 
     async def close(self, args: dict[str, Any]) -> dict[str, Any]:
         gate = asyncio.Semaphore(200)
@@ -108,6 +141,9 @@ class Load(Receipts):
             reader.cancel()
         await asyncio.gather(*self.readers, return_exceptions=True)
         count = len(self.conns)
+        if self.lean is not None:
+            count += self.lean.close()
+            self.lean = None
         self.conns.clear()
         self.readers.clear()
         return {"closed": count}
@@ -119,7 +155,13 @@ async def amain(max_seconds: float) -> None:
     try:
         await command_loop(
             out,
-            {"connect": load.connect, "arm": load.arm, "wait": load.wait, "close": load.close},
+            {
+                "receiver": load.receiver,
+                "connect": load.connect,
+                "arm": load.arm,
+                "wait": load.wait,
+                "close": load.close,
+            },
             max_seconds=max_seconds,
             hello={},
         )

@@ -118,11 +118,13 @@ class E2E:
         }
 
     async def republish(self, args: dict[str, Any]) -> dict[str, Any]:
-        """The baseline: the captured events again, through store.append_version + bus.publish."""
+        """The baseline: the captured events again (the last `count` of them, or all), through
+        store.append_version + bus.publish."""
         interval = args["interval"]
+        events = self.captured[-args["count"] :] if args.get("count") else self.captured
         story_id = self.channel.partition(":")[2]
         start = time.perf_counter()
-        for i, event in enumerate(self.captured):
+        for i, event in enumerate(events):
             delay = start + i * interval - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -137,7 +139,7 @@ class E2E:
                 [self.channel],
             )
             await self.bus.publish(entries)
-        return {"published": len(self.captured), "pipeline": self.pipeline}
+        return {"published": len(events), "pipeline": self.pipeline}
 
     async def close(self) -> None:
         if self.fetcher is not None:

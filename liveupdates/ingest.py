@@ -115,8 +115,9 @@ class Ingestor:
         own = self.self_url if feed.url.startswith(SELF_PLACEHOLDER) else None
         result = await self.fetcher.fetch(url, state, exempt_origin=own)
         new_state = next_fetch_state(state, result, now=time.time())
-        return await self._read_and_store(
-            feed, started, state, new_state, result, url, on_read=self.on_fetched
+        got = await self._read(feed, result, url)
+        return await self._store(
+            feed, started, state, new_state, result, url, got, on_read=self.on_fetched
         )
 
     async def ingest(self, feed: FeedConfig, body: bytes, headers: Mapping[str, str]) -> PollReport:
@@ -124,16 +125,36 @@ class Ingestor:
         after its fetch. The feed's validators and Retry-After hold stay as they are (they
         belong to its URL's responses); a readable body ends an error streak, as a poll would."""
         started = time.monotonic()
-        state = await self.store.get_fetch_state(feed.id)
         try:
             url = resolve_url(feed.url, self.self_url)
         except FeedError:
             url = feed.url  # only the base for relative links in the body
         result = FetchResult(status="ok", url=url, body=body, headers=dict(headers))
+        # The fetch state is read while the body is parsed (the parse does not need it), so a
+        # push waits for one of the two, not both. The caller holds the feed's claim for both.
+        state, got = await asyncio.gather(
+            self.store.get_fetch_state(feed.id), self._read(feed, result, url)
+        )
         new_state = replace(state, consecutive_errors=0)
-        return await self._read_and_store(feed, started, state, new_state, result, url)
+        return await self._store(feed, started, state, new_state, result, url, got)
 
-    async def _read_and_store(
+    async def _read(self, feed: FeedConfig, result: FetchResult, url: str) -> EntriesRead | None:
+        """Parse and normalise the body a fetch (or push) brought, in a worker thread; None
+        without a body."""
+        if result.status != "ok" or result.body is None:
+            return None
+        got = await asyncio.to_thread(
+            read_feed,
+            result.body,
+            result.headers,
+            result.url or url,
+            feed.id,
+            self._memos.get(feed.id),
+        )
+        self._remember(feed.id, got.memo)
+        return got
+
+    async def _store(
         self,
         feed: FeedConfig,
         started: float,
@@ -141,25 +162,17 @@ class Ingestor:
         new_state: FetchState,
         result: FetchResult,
         url: str,
+        got: EntriesRead | None,
         *,
         on_read: OnFetched | None = None,
     ) -> PollReport:
-        """Parse, normalise, match, compare, store and publish what a fetch (or push) brought.
+        """Match, compare, store and publish what `_read` made of a fetch (or push).
         `on_read` sees the parsed feed first when it parsed."""
         parsed = None
         read: list[tuple[Snapshot, str]] = []
         total = reused = 0
-        if result.status == "ok" and result.body is not None:
-            got = await asyncio.to_thread(
-                read_feed,
-                result.body,
-                result.headers,
-                result.url or url,
-                feed.id,
-                self._memos.get(feed.id),
-            )
+        if got is not None:
             parsed, read, total, reused = got.parsed, got.read, got.total, got.reused
-            self._remember(feed.id, got.memo)
             if not parsed.error and on_read is not None:
                 on_read(feed, result.url or url, result.headers, parsed)
             if parsed.error:
@@ -234,16 +247,19 @@ class Ingestor:
 
         Returns (entries, damped, id of the story the snapshot was matched to). `digest` is the
         snapshot's content_hash, when the caller has it already."""
-        known = await self.store.find_story_id(snapshot.feed, snapshot.guid, snapshot.url)
-        if known and known != snapshot.id:
+        # Identity, latest version and the flip-flop check's hashes in one store read.
+        context = await self.store.story_context(
+            snapshot.feed, snapshot.guid, snapshot.url, snapshot.id, FLIPFLOP_DEPTH
+        )
+        if context.story_id != snapshot.id:
             # The feed rewrote the guid or the link: it is still the story we know.
-            snapshot = replace(snapshot, id=known)
+            snapshot = replace(snapshot, id=context.story_id)
         if digest is None:
             digest = content_hash(snapshot)  # the id is not part of the hash
-        latest = await self.store.latest(snapshot.id)
+        latest = context.latest
         if latest is not None and latest.content_hash == digest:
             return [], False, snapshot.id
-        if latest is not None and await self._is_flipflop(snapshot.id, digest, latest.at):
+        if latest is not None and self._is_flipflop(digest, latest.at, context.earlier):
             return [], True, snapshot.id
         if latest is None:
             event = created_event(snapshot)
@@ -271,19 +287,19 @@ class Ingestor:
             await self.publish(entries)
         return entries, False, snapshot.id
 
-    async def _is_flipflop(self, story_id: str, digest: str, latest_at: str) -> bool:
+    def _is_flipflop(self, digest: str, latest_at: str, earlier: tuple[str, ...]) -> bool:
         """A return to an earlier text soon after a change is cache churn, not news.
 
         Caches or load-balanced origins out of step serve A, B, A, B... Within `flipflop_window`
-        seconds of the latest version, a text equal to one of the few versions before it is
-        ignored; after the window the return is accepted as a real (reverted) change.
+        seconds of the latest version, a text equal to one of the few versions before it
+        (`earlier`, their content hashes) is ignored; after the window the return is accepted as
+        a real (reverted) change.
         """
         if self.flipflop_window <= 0:
             return False
         if time.time() - _parse_iso(latest_at) > self.flipflop_window:
             return False
-        earlier = await self.store.recent_versions(story_id, FLIPFLOP_DEPTH + 1)
-        return any(v.content_hash == digest for v in earlier[1:])
+        return digest in earlier
 
     async def _finish(
         self,

@@ -25,10 +25,15 @@ class Poller(Protocol):
         ...
 
     async def ingest_pushed(
-        self, feed_id: str, body: bytes, headers: Mapping[str, str]
+        self,
+        feed_id: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        feed: FeedConfig | None = None,
     ) -> PollReport | None:
         """Take a pushed body of an unpaused feed like a fetched one, holding the feed's claim;
-        None if the feed is unknown or paused."""
+        None if the feed is unknown or paused. `feed`: its config if the caller has read it."""
         ...
 
     async def sync(self, feeds: list[FeedConfig]) -> None:

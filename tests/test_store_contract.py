@@ -27,7 +27,7 @@ from liveupdates.models import (
     feed_channel,
     story_channel,
 )
-from liveupdates.store.base import LogBounds, Store, VersionConflict
+from liveupdates.store.base import LogBounds, Store, StoryContext, VersionConflict
 from liveupdates.store.redis import RedisStore
 from liveupdates.store.sqlite import SQLiteStore
 
@@ -554,6 +554,30 @@ async def test_find_story_id_by_guid_then_url(store: Store) -> None:
     assert await store.find_story_id(feed, None, None) is None
     assert await store.find_story_id("other-feed", "tag:new-guid", None) is None
     assert await store.find_story_id("other-feed", None, "https://harbour.example/two") is None
+
+
+async def test_story_context_is_identity_latest_and_the_hashes_before_it(store: Store) -> None:
+    s = snap("s1", guid="tag:old-guid", url="https://harbour.example/one")
+    for i, title in enumerate(("One", "Two", "Three", "Four", "Five")):
+        await add(store, replace(s, title=title), i)
+    feed = s.feed
+    # Found by guid, then by url: the known story, whatever id the entry would have had.
+    ctx = await store.story_context(feed, "tag:old-guid", None, "fresh-id", 3)
+    assert ctx.story_id == "s1"
+    assert ctx.latest is not None and ctx.latest.version == 5
+    assert ctx.latest.snapshot.title == "Five" and ctx.latest.content_hash == "hash-s1-5"
+    assert ctx.earlier == ("hash-s1-4", "hash-s1-3", "hash-s1-2")  # newest first, `depth` of them
+    by_url = await store.story_context(feed, "tag:other", "https://harbour.example/one", "x", 9)
+    assert by_url.story_id == "s1" and by_url.earlier == tuple(f"hash-s1-{n}" for n in (4, 3, 2, 1))
+    assert (await store.story_context(feed, None, s.url, "x", 0)).earlier == ()
+    # Unknown: the entry's own id, no version; known by id only (no guid or url match).
+    assert await store.story_context(feed, "tag:new", None, "s9", 3) == StoryContext("s9", None, ())
+    by_id = await store.story_context(feed, None, None, "s1", 1)
+    assert by_id.story_id == "s1" and by_id.earlier == ("hash-s1-4",)
+    assert by_id.latest == await store.latest("s1")
+    # Another feed's guid index does not know it.
+    other = await store.story_context("other-feed", "tag:old-guid", None, "o1", 3)
+    assert other == StoryContext("o1", None, ())
 
 
 async def test_read_log_since_and_limit(store: Store) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from liveupdates.backends import Backends, open_url
-from liveupdates.models import PushedBody, WebSubSubscription
+from liveupdates.models import FeedConfig, PushedBody, WebSubSubscription
 from liveupdates.store.base import Store
 from liveupdates.store.websub import WebSubStore
 
@@ -57,6 +57,23 @@ async def test_put_get_list_delete(stores: tuple[Store, WebSubStore, WebSubStore
     await ws.delete("gazette")
     assert await other.get("gazette") is None
     assert [s.feed_id for s in await ws.subscriptions()] == ["courier"]
+
+
+async def test_push_target_is_the_subscription_and_the_feed_in_one_read(
+    stores: tuple[Store, WebSubStore, WebSubStore],
+) -> None:
+    store, ws, other = stores
+    assert await ws.push_target("gazette") == (None, None)
+    feed = FeedConfig(id="gazette", url="https://gazette.example/feed.xml", interval_seconds=60.0)
+    await store.upsert_feed(feed)
+    assert await ws.push_target("gazette") == (None, feed)  # a feed without a subscription
+    await ws.put(_sub())
+    await ws.record_push("gazette", valid=True, at="2026-11-30T10:00:00Z")
+    sub, got = await other.push_target("gazette")
+    assert got == feed and sub is not None and sub.pushes == 1
+    assert sub == await other.get("gazette")
+    await store.delete_feed("gazette")
+    assert await ws.push_target("gazette") == (sub, None)  # a subscription outliving its feed
 
 
 async def test_counters_survive_put_and_only_count_known(

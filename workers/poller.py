@@ -248,12 +248,19 @@ class FeedScheduler:
         return await self._exclusive(feed, self.ingestor.poll)
 
     async def ingest_pushed(
-        self, feed_id: str, body: bytes, headers: Mapping[str, str]
+        self,
+        feed_id: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        feed: FeedConfig | None = None,
     ) -> PollReport | None:
         """Take a body pushed to us for a stored, unpaused feed (WebSub) the way a poll takes a
         fetched one, holding the feed's claim (after any running poll of it, never alongside).
-        None if the feed is unknown or paused."""
-        feed = await self.ingestor.store.get_feed(feed_id)
+        None if the feed is unknown or paused. `feed`: its config as the caller just read it
+        (the WebSub callback, with the subscription), saving a store read."""
+        if feed is None or feed.id != feed_id:
+            feed = await self.ingestor.store.get_feed(feed_id)
         if feed is None or feed.paused:
             return None
 

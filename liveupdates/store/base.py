@@ -42,6 +42,17 @@ class LogBounds:
     epoch: str
 
 
+@dataclass(frozen=True, slots=True)
+class StoryContext:
+    """What storing a changed entry needs, read at once (`StoryStore.story_context`): which
+    story it is, that story's latest version, and the content hashes of the versions just
+    before the latest (newest first), which the flip-flop check compares with."""
+
+    story_id: str
+    latest: StoredVersion | None
+    earlier: tuple[str, ...]
+
+
 class VersionConflict(Exception):
     """append_version was told to build on a version that is no longer the latest."""
 
@@ -150,6 +161,14 @@ class StoryStore(Protocol):
         ...
 
     async def latest(self, story_id: str) -> StoredVersion | None: ...
+
+    async def story_context(
+        self, feed_id: str, guid: str | None, url: str | None, story_id: str, depth: int
+    ) -> StoryContext:
+        """find_story_id(feed_id, guid, url) (or else `story_id`), that story's latest version
+        and the content hashes of up to `depth` versions before it: one read where those are
+        three, for every entry a poll finds changed."""
+        ...
 
     async def latest_hashes(self, feed_id: str, story_ids: Sequence[str]) -> dict[str, str]:
         """story id -> content hash of its latest version, for those of `story_ids` that are

@@ -73,6 +73,7 @@ from liveupdates.models import (
 )
 from liveupdates.store.base import (
     LogBounds,
+    StoryContext,
     VersionConflict,
     dump_event,
     error_text,
@@ -433,15 +434,35 @@ class RedisStore:
     # -- stories ---------------------------------------------------------------------------------
 
     async def find_story_id(self, feed_id: str, guid: str | None, url: str | None) -> str | None:
-        if guid:
-            found = await self.client.hget(self._feed_key(feed_id, "guids"), guid)
-            if found is not None:
-                return _str(found)
-        if url:
-            found = await self.client.hget(self._feed_key(feed_id, "urls"), url)
-            if found is not None:
-                return _str(found)
+        if not guid and not url:
+            return None
+        # Both indexes in one round trip: the guid's answer wins when it has one.
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hget(self._feed_key(feed_id, "guids"), guid or "")
+            pipe.hget(self._feed_key(feed_id, "urls"), url or "")
+            by_guid, by_url = await pipe.execute()
+        if guid and by_guid is not None:
+            return _str(by_guid)
+        if url and by_url is not None:
+            return _str(by_url)
         return None
+
+    async def story_context(
+        self, feed_id: str, guid: str | None, url: str | None, story_id: str, depth: int
+    ) -> StoryContext:
+        sid = await self.find_story_id(feed_id, guid, url) or story_id
+        key = await self._story_key(sid)
+        if key is None:
+            return StoryContext(sid, None, ())
+        raw, latest = await self.client.hmget(key, ["cur", "latest"])
+        if raw is None:
+            return StoryContext(sid, None, ())
+        current = _version_from_json(raw)
+        top = int(latest or current.version)
+        fields = [f"v:{n}" for n in range(top - 1, max(top - 1 - depth, 0), -1)]
+        raws = await self.client.hmget(key, fields) if fields else []
+        earlier = tuple(json.loads(_str(r))["content_hash"] for r in raws if r is not None)
+        return StoryContext(sid, current, earlier)
 
     async def _story_key(self, story_id: str) -> str | None:
         feed = await self._feed_of_story(story_id)

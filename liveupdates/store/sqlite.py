@@ -41,6 +41,7 @@ from liveupdates.models import (
 )
 from liveupdates.store.base import (
     LogBounds,
+    StoryContext,
     VersionConflict,
     dump_event,
     error_text,
@@ -130,6 +131,13 @@ _HEALTH = (
     " LEFT JOIN fetch_state s ON s.feed_id = f.id"
     " LEFT JOIN polls p ON p.feed_id = f.id"
     " LEFT JOIN schedule n ON n.feed_id = f.id"
+)
+
+
+# A story's latest version, as StoredVersion's row.
+_LATEST = (
+    "SELECT v.snapshot, v.version, v.content_hash, v.at FROM stories s"
+    " JOIN versions v ON v.story_id = s.id AND v.version = s.latest WHERE s.id = ?"
 )
 
 
@@ -401,36 +409,49 @@ class SQLiteStore:
         )
 
     async def find_story_id(self, feed_id: str, guid: str | None, url: str | None) -> str | None:
-        def find(c: sqlite3.Connection) -> str | None:
-            if guid:
-                # Any version counts: a feed that rewrites an entry's guid must not split the story.
-                row = c.execute(
-                    "SELECT story_id FROM versions WHERE feed_id = ? AND guid = ?"
-                    " ORDER BY version DESC LIMIT 1",
-                    (feed_id, guid),
-                ).fetchone()
-                if row:
-                    return row[0]
-            if url:
-                row = c.execute(
-                    "SELECT id FROM stories WHERE feed_id = ? AND url = ?"
-                    " ORDER BY change DESC LIMIT 1",
-                    (feed_id, url),
-                ).fetchone()
-                if row:
-                    return row[0]
-            return None
+        return await self._run_read(lambda c: self._find_story_id(c, feed_id, guid, url))
 
-        return await self._run_read(find)
+    @staticmethod
+    def _find_story_id(
+        c: sqlite3.Connection, feed_id: str, guid: str | None, url: str | None
+    ) -> str | None:
+        if guid:
+            # Any version counts: a feed that rewrites an entry's guid must not split the story.
+            row = c.execute(
+                "SELECT story_id FROM versions WHERE feed_id = ? AND guid = ?"
+                " ORDER BY version DESC LIMIT 1",
+                (feed_id, guid),
+            ).fetchone()
+            if row:
+                return str(row[0])
+        if url:
+            row = c.execute(
+                "SELECT id FROM stories WHERE feed_id = ? AND url = ? ORDER BY change DESC LIMIT 1",
+                (feed_id, url),
+            ).fetchone()
+            if row:
+                return str(row[0])
+        return None
+
+    async def story_context(
+        self, feed_id: str, guid: str | None, url: str | None, story_id: str, depth: int
+    ) -> StoryContext:
+        def read(c: sqlite3.Connection) -> StoryContext:
+            sid = self._find_story_id(c, feed_id, guid, url) or story_id
+            row = c.execute(_LATEST, (sid,)).fetchone()
+            if row is None:
+                return StoryContext(sid, None, ())
+            hashes = c.execute(
+                "SELECT content_hash FROM versions WHERE story_id = ? AND version < ?"
+                " ORDER BY version DESC LIMIT ?",
+                (sid, row[1], max(0, depth)),
+            ).fetchall()
+            return StoryContext(sid, self._version(row), tuple(h[0] for h in hashes))
+
+        return await self._run_read(read)
 
     async def latest(self, story_id: str) -> StoredVersion | None:
-        row = await self._run(
-            lambda c: c.execute(
-                "SELECT v.snapshot, v.version, v.content_hash, v.at FROM stories s"
-                " JOIN versions v ON v.story_id = s.id AND v.version = s.latest WHERE s.id = ?",
-                (story_id,),
-            ).fetchone()
-        )
+        row = await self._run(lambda c: c.execute(_LATEST, (story_id,)).fetchone())
         return self._version(row) if row else None
 
     async def latest_hashes(self, feed_id: str, story_ids: Sequence[str]) -> dict[str, str]:

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from liveupdates.models import PushedBody, WebSubSubscription
+from liveupdates.models import FeedConfig, PushedBody, WebSubSubscription
 
 
 @runtime_checkable
 class WebSubStore(Protocol):
     async def get(self, feed_id: str) -> WebSubSubscription | None: ...
+
+    async def push_target(
+        self, feed_id: str
+    ) -> tuple[WebSubSubscription | None, FeedConfig | None]:
+        """The feed's subscription and its config (as the main store's get_feed), in one read:
+        what a push needs before its signature is checked and its body handed on."""
+        ...
 
     async def subscriptions(self) -> list[WebSubSubscription]: ...
 

@@ -19,7 +19,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from liveupdates.models import PushedBody, WebSubSubscription
+from liveupdates.models import FeedConfig, PushedBody, WebSubSubscription
 from liveupdates.store.redis import RedisStore
 
 _COUNTERS = ("pushes", "bad_signatures", "last_push_at")
@@ -29,6 +29,7 @@ class RedisWebSubStore:
     def __init__(self, store: RedisStore) -> None:
         self.client = store.client
         self.prefix = f"{store.prefix}websub:"
+        self._feeds = f"{store.prefix}feeds"  # the main store's feed configs (RedisStore.get_feed)
 
     def _key(self, feed_id: str) -> str:
         return f"{self.prefix}sub:{feed_id}"
@@ -47,6 +48,17 @@ class RedisWebSubStore:
     async def get(self, feed_id: str) -> WebSubSubscription | None:
         raw: Any = await self.client.hgetall(self._key(feed_id))  # str keys: decode_responses
         return self._decode(feed_id, raw)
+
+    async def push_target(
+        self, feed_id: str
+    ) -> tuple[WebSubSubscription | None, FeedConfig | None]:
+        # Two keys, one round trip (a pipeline, not a transaction: each command one key).
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self._key(feed_id))
+            pipe.hget(self._feeds, feed_id)
+            raw, feed = await pipe.execute()
+        config = FeedConfig(**json.loads(feed)) if feed is not None else None
+        return self._decode(feed_id, raw), config
 
     async def subscriptions(self) -> list[WebSubSubscription]:
         ids: list[str] = sorted(await self.client.smembers(f"{self.prefix}subs"))  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from liveupdates.models import PushedBody, WebSubSubscription
+from liveupdates.models import FeedConfig, PushedBody, WebSubSubscription
 from liveupdates.store.sqlite import SQLiteStore
 
 _SCHEMA = (
@@ -33,6 +33,7 @@ _SCHEMA = (
         received REAL NOT NULL
     )""",
 )
+_GET = "SELECT sub, pushes, bad_signatures, last_push_at FROM websub WHERE feed_id = ?"
 _COUNTERS = ("pushes", "bad_signatures", "last_push_at")
 # How often an empty queue is looked at again while take_pushes waits (SQLite cannot block).
 _QUEUE_POLL = 0.05
@@ -68,13 +69,20 @@ class SQLiteWebSubStore:
         self._ready = True
 
     async def get(self, feed_id: str) -> WebSubSubscription | None:
-        row = await self._read(
-            lambda c: c.execute(
-                "SELECT sub, pushes, bad_signatures, last_push_at FROM websub WHERE feed_id = ?",
-                (feed_id,),
-            ).fetchone()
-        )
+        row = await self._read(lambda c: c.execute(_GET, (feed_id,)).fetchone())
         return _sub(row) if row else None
+
+    async def push_target(
+        self, feed_id: str
+    ) -> tuple[WebSubSubscription | None, FeedConfig | None]:
+        def read(c: sqlite3.Connection) -> tuple[Any, Any]:
+            # One trip to the store's thread; the feeds table is the main store's own.
+            sub = c.execute(_GET, (feed_id,)).fetchone()
+            feed = c.execute("SELECT config FROM feeds WHERE id = ?", (feed_id,)).fetchone()
+            return sub, feed
+
+        sub, feed = await self._read(read)
+        return (_sub(sub) if sub else None, FeedConfig(**json.loads(feed[0])) if feed else None)
 
     async def subscriptions(self) -> list[WebSubSubscription]:
         rows = await self._read(

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from liveupdates import metrics
 from liveupdates.events import utcnow_iso
-from liveupdates.models import PushedBody, WebSubSubscription
+from liveupdates.models import FeedConfig, PushedBody, WebSubSubscription
 from liveupdates.store.base import Store
 from liveupdates.store.websub import WebSubStore
 from liveupdates.websub.signature import valid_signature
@@ -29,7 +29,21 @@ from liveupdates.websub.tokens import same_token, token_feed
 log = logging.getLogger("liveupdates.websub")
 
 PATH = "/v1/websub/{token}"
-Deliver = Callable[[str, bytes, Mapping[str, str]], Awaitable[Any]]
+
+
+class Deliver(Protocol):
+    """`FeedScheduler.ingest_pushed`: `feed` is the feed's config when the caller has read it."""
+
+    def __call__(
+        self,
+        feed_id: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        feed: FeedConfig | None = None,
+    ) -> Awaitable[Any]: ...
+
+
 # This process's scheduler's ingest_pushed, when one runs here now; else None.
 LocalIngest = Callable[[], Deliver | None]
 
@@ -77,14 +91,20 @@ class Callback:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def _subscription(self, request: Request) -> WebSubSubscription | None:
+        return (await self._target(request))[0]
+
+    async def _target(
+        self, request: Request
+    ) -> tuple[WebSubSubscription | None, FeedConfig | None]:
+        """The subscription the token names (None unless the token is its own) and its feed."""
         token = request.path_params["token"]
         feed_id = token_feed(token)
         if feed_id is None:
-            return None
-        sub = await self.wstore.get(feed_id)
+            return None, None
+        sub, feed = await self.wstore.push_target(feed_id)
         if sub is None or not same_token(sub.token, token):
-            return None
-        return sub
+            return None, None
+        return sub, feed
 
     async def _audit(self, action: str, sub: WebSubSubscription, **details: Any) -> None:
         record = {"at": utcnow_iso(), "actor": "websub-hub", "action": action}
@@ -148,7 +168,9 @@ class Callback:
         return b"".join(chunks)
 
     async def content(self, request: Request) -> Response:
-        sub = await self._subscription(request)
+        # The subscription and the feed's config in one store read: a push makes no other store
+        # call before its ingest starts (the count below runs beside it).
+        sub, feed = await self._target(request)
         if sub is None or sub.state not in ("active", "pending"):
             metrics.websub_push("unknown")
             # 410 tells a hub to drop a subscription we do not have (WebSub §7).
@@ -168,21 +190,27 @@ class Callback:
             return Response(status_code=202)
         metrics.websub_push("ok")
         headers = {k: request.headers[k] for k in _KEPT_HEADERS if k in request.headers}
-        await self.wstore.record_push(sub.feed_id, valid=True, at=utcnow_iso())
         deliver = self.local() if self.local is not None else None
         if deliver is not None:
-            task = asyncio.create_task(self._deliver(deliver, sub.feed_id, body, headers))
+            # Handed on before the count is written: the ingest does not wait for that write.
+            task = asyncio.create_task(self._deliver(deliver, sub.feed_id, body, headers, feed))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         else:
             await self.wstore.enqueue_push(PushedBody(sub.feed_id, body, headers, time.time()))
+        await self.wstore.record_push(sub.feed_id, valid=True, at=utcnow_iso())
         return Response(status_code=202)
 
     async def _deliver(
-        self, deliver: Deliver, feed_id: str, body: bytes, headers: Mapping[str, str]
+        self,
+        deliver: Deliver,
+        feed_id: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        feed: FeedConfig | None,
     ) -> None:
         try:
-            await deliver(feed_id, body, headers)
+            await deliver(feed_id, body, headers, feed=feed)
         except Exception:
             # The safety-net poll picks the change up; the hub already has its answer.
             log.exception("websub: ingesting a push for feed %s failed", feed_id)
