@@ -19,7 +19,7 @@ from typing import Any
 from liveupdates import metrics
 from liveupdates.events import channels_for, created_event, updated_event, utcnow_iso
 from liveupdates.feeds.config import SELF_PLACEHOLDER, FeedError, resolve_url
-from liveupdates.feeds.entries import EntriesRead, EntryMemo, read_entries
+from liveupdates.feeds.entries import EntryMemo, read_entries
 from liveupdates.feeds.fetch import Fetcher, FetchResult, next_fetch_state
 from liveupdates.feeds.normalise import content_hash
 from liveupdates.feeds.parse import ParsedFeed
@@ -46,23 +46,6 @@ class PollReport:
     hint: float | None = None  # seconds the feed says it stays fresh (ttl, max-age)
     consecutive_errors: int = 0  # the feed's count after this poll, as stored
     reused: int = 0  # entries unchanged since the feed's last body: not parsed nor read again
-
-
-def read_feed(
-    body: bytes,
-    headers: Mapping[str, str],
-    url: str,
-    feed_id: str,
-    memo: EntryMemo | None = None,
-) -> EntriesRead:
-    """Parse a fetched body and normalise its entries: (parsed feed, [(snapshot, content hash)]).
-
-    Pure and CPU-bound (feedparser, HTML to paragraphs, sha256): `Ingestor.poll` runs it in a
-    worker thread so the event loop stays free for fan-out while a feed is read. `memo` is what
-    the feed's previous body read as: entries whose bytes did not change since are taken from it
-    instead of being parsed, normalised and hashed again (liveupdates/feeds/entries.py).
-    """
-    return read_entries(body, headers, url, feed_id, memo)
 
 
 # Feeds whose entries an Ingestor remembers (EntryMemo), least recently read dropped first. Only
@@ -151,7 +134,7 @@ class Ingestor:
         total = reused = 0
         if result.status == "ok" and result.body is not None:
             got = await asyncio.to_thread(
-                read_feed,
+                read_entries,
                 result.body,
                 result.headers,
                 result.url or url,

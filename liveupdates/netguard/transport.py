@@ -29,8 +29,12 @@ import httpx
 
 from liveupdates.netguard.policy import AddressPolicy, AddressRefused, IPAddress
 
-# httpx's own defaults for a client (a transport passed in replaces the client's limits).
-DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+# httpx's default of 100 connections (a transport passed in replaces the client's limits), all of
+# them kept alive: httpcore 1.0 closes every connection that turns idle while the pool holds more
+# than `max_keepalive_connections` in all (busy ones counted; encode/httpcore PR #1000), so a
+# poller with more polls in flight than that opened a new connection for nearly every request.
+# Idle connections still close after the keep-alive expiry (5 s), or when the server closes them.
+DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
 
 Endpoint = tuple[str, int]  # (host as the URL spells it, port)
 
