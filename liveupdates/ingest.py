@@ -53,6 +53,12 @@ class PollReport:
 MEMO_FEEDS = 1024
 
 
+# A 304 that changes nothing (same validators, no error streak ended) is written to the store at
+# most this often per feed: it would only move the "last poll" time in the feed's health, and the
+# write was most of what a 304 cost beyond its GET. The metrics count every poll.
+QUIET_RECORD_SECONDS = 60.0
+
+
 def _parse_iso(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC).timestamp()
 
@@ -78,6 +84,7 @@ class Ingestor:
         self.flipflop_window = flipflop_window
         self.self_url = self_url
         self._memos: OrderedDict[str, EntryMemo] = OrderedDict()
+        self._quiet: dict[str, float] = {}  # feed -> when its last unchanged 304 was recorded
 
     async def poll(self, feed: FeedConfig) -> PollReport:
         started = time.monotonic()
@@ -296,7 +303,8 @@ class Ingestor:
             events=events,
             duration_ms=round((time.monotonic() - started) * 1000, 2),
         )
-        await self.store.record_poll(outcome, state)
+        if self._worth_recording(outcome, state):
+            await self.store.record_poll(outcome, state)
         metrics.observe_poll(outcome.status, outcome.duration_ms / 1000)
         if outcome.status == "error":
             log.warning(
@@ -306,3 +314,14 @@ class Ingestor:
                 extra={"feed": feed.id},
             )
         return PollReport(outcome=outcome, retry_after=retry_after, consecutive_errors=errors)
+
+    def _worth_recording(self, outcome: PollOutcome, state: FetchState | None) -> bool:
+        if outcome.status != "not_modified" or state is not None:
+            self._quiet.pop(outcome.feed_id, None)
+            return True
+        now = time.monotonic()
+        last = self._quiet.get(outcome.feed_id)
+        if last is not None and now - last < QUIET_RECORD_SECONDS:
+            return False
+        self._quiet[outcome.feed_id] = now
+        return True
