@@ -4,7 +4,8 @@ against an `AddressPolicy`, and connects to a checked address only.
 Checking the address actually connected (not a name resolved earlier) leaves no DNS-rebinding
 window, and since the guard sits under httpx's connection pool every connection is checked: the
 first request's, each redirect hop's, any later one's. TLS still verifies (and sends SNI for) the
-URL's host name, and the Host header stays the URL's: only the TCP connect uses the IP.
+URL's host name, and the Host header stays the URL's: only the TCP connect uses the IP. A host
+name's addresses are reused for RESOLVE_TTL seconds (the check is not: it runs on every connect).
 
     client = guarded_client(AddressPolicy.allowing(settings.fetch_allow_networks), timeout=10)
 
@@ -20,6 +21,7 @@ import contextlib
 import ipaddress
 import socket
 import ssl
+import time
 from collections.abc import Collection, Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +39,11 @@ from liveupdates.netguard.policy import AddressPolicy, AddressRefused, IPAddress
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
 
 Endpoint = tuple[str, int]  # (host as the URL spells it, port)
+# How long a host name's addresses are reused for new connections. The system resolver gives no
+# TTL; a poller opening a connection per poll of each feed would otherwise ask it every time.
+# Every connect still checks the address it dials against the policy.
+RESOLVE_TTL = 30.0
+RESOLVE_CACHE_SIZE = 4096  # expired entries are dropped when it holds more
 
 
 async def resolve(host: str, port: int) -> list[IPAddress]:
@@ -58,7 +65,14 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
 async def checked_addresses(host: str, port: int, policy: AddressPolicy) -> list[IPAddress]:
     """The addresses of `host` the policy allows; AddressRefused (naming the first address)
     when there is none. Resolver errors (OSError) pass through."""
-    addresses = await resolve(host, port)
+    return allowed_addresses(host, await resolve(host, port), policy)
+
+
+def allowed_addresses(
+    host: str, addresses: list[IPAddress], policy: AddressPolicy
+) -> list[IPAddress]:
+    """The `addresses` of `host` the policy allows; AddressRefused (naming the first address)
+    when there is none."""
     allowed = [a for a in addresses if policy.refusal(a) is None]
     if not allowed:
         reason = policy.refusal(addresses[0]) if addresses else None
@@ -104,6 +118,18 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self.policy = policy
         self.exempt = frozenset(exempt)
         self._inner = inner or httpcore.AnyIOBackend()
+        self._resolved: dict[Endpoint, tuple[float, list[IPAddress]]] = {}  # (expiry, addresses)
+
+    async def _addresses(self, host: str, port: int) -> list[IPAddress]:
+        """`host`'s allowed addresses, resolved at most once per RESOLVE_TTL, checked each time."""
+        now = time.monotonic()
+        cached = self._resolved.get((host, port))
+        if cached is None or cached[0] <= now:
+            if len(self._resolved) > RESOLVE_CACHE_SIZE:
+                self._resolved = {k: v for k, v in self._resolved.items() if v[0] > now}
+            cached = (now + RESOLVE_TTL, await resolve(host, port))
+            self._resolved[(host, port)] = cached
+        return allowed_addresses(host, cached[1], self.policy)
 
     async def connect_tcp(
         self,
@@ -120,7 +146,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         deadline = None if timeout is None else loop.time() + timeout
         try:
             async with asyncio.timeout_at(deadline):
-                addresses = await checked_addresses(host, port, self.policy)
+                addresses = await self._addresses(host, port)
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
         except OSError as exc:
