@@ -20,7 +20,8 @@ from bench.proc import Child
 from bench.stats import percentile
 
 
-def run(n: int, rounds: int, concurrency: int = 50) -> dict[str, Any]:
+def run(n: int, rounds: int, concurrency: int = 50, changed: float = 0.1) -> dict[str, Any]:
+    """`changed`: the share of feeds changed before each round (0: every poll a 304)."""
     from tests.support.feedserver import FeedServer
 
     feeds = {i: news_feed(i) for i in range(n)}
@@ -35,8 +36,9 @@ def run(n: int, rounds: int, concurrency: int = 50) -> dict[str, Any]:
             worker.call("httpx_round", timeout=600, concurrency=concurrency)
             measured: dict[str, list[dict[str, Any]]] = {"ingest": [], "httpx": []}
             rng = random.Random(5)
+            step = round(1 / changed) if changed else 0
             for r in range(rounds):
-                for i in range(r % 10, n, 10):  # a different 10% each round
+                for i in range(r % step, n, step) if step else ():  # a different share each round
                     items = feeds[i]
                     items[0][2].append(paragraph(rng))
                     server.set(f"/f{i}.xml", rss(items), etag=True)
@@ -71,6 +73,7 @@ def run(n: int, rounds: int, concurrency: int = 50) -> dict[str, Any]:
         "feeds": n,
         "rounds": rounds,
         "concurrency": concurrency,
+        "changed": changed,
         "ingest": summary(measured["ingest"]),
         "httpx": summary(measured["httpx"]),
         "ratio": {

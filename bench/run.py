@@ -272,7 +272,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
     poll = results.get("polling")
     if poll:
         i, h = poll["ingest"], poll["httpx"]
-        label = f"polling: {poll['feeds']} feeds, 90% 304, concurrency {poll['concurrency']}"
+        fresh = round(100 - 100 * poll.get("changed", 0.1))
+        label = f"polling: {poll['feeds']} feeds, {fresh}% 304, concurrency {poll['concurrency']}"
         # Issue 13: >= 0.9x the polls/s and <= 1.2x the CPU per poll of bare httpx, judged at the
         # worst end of the per-round ratios.
         for key, name, target, worst in (
