@@ -50,8 +50,8 @@ def run(n: int, rounds: int, concurrency: int = 50, changed: float = 0.1) -> dic
                 for mode in order:
                     # Start each side from the same state: the feed server has closed the
                     # connections the other side left idle (its 5 s socket timeout) and their
-                    # threads are gone. Without this pause the side that went second paid for
-                    # the first's 50 dying server threads, up to 3x its CPU per poll.
+                    # threads are gone. Without this pause the side that went second took up to
+                    # 3x the CPU per poll of the same side going first.
                     time.sleep(SETTLE_SECONDS)
                     cpu0 = sum(proc.cpu_times()[:2])
                     answer = worker.call(f"{mode}_round", timeout=600, concurrency=concurrency)
