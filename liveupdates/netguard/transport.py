@@ -121,8 +121,9 @@ class CheckedStream(httpcore.AsyncNetworkStream):
 
     httpcore's pool asks every idle connection "is_readable" (did the server close it?) on every
     request it assigns, and anyio answers by building its whole table of socket attributes, a
-    getpeername() call included: with 50 connections kept alive that was a fifth of a poll's
-    CPU. The socket is looked up once, at connect (a TLS stream wraps the same socket)."""
+    getpeername() call included: with 50 connections kept alive the check took 16-19% of a
+    poll worker's samples, about half of it that table. The socket is looked up once, at
+    connect (a TLS stream wraps the same socket)."""
 
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
