@@ -2,7 +2,7 @@
 
 `ingest_round` polls every feed once with the real Fetcher + Ingestor over a SQLiteStore (and an
 InMemoryBus, as `liveupdates serve` runs them); `httpx_round` is the baseline: bare conditional
-`httpx` GETs of the same URLs with the same concurrency and the same validators.
+`httpx` GETs of the same URLs with the same concurrency, validators and connection pool limits.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from bench.proc import command_loop, reply_stream
 from liveupdates.bus.memory import InMemoryBus
 from liveupdates.ingest import Ingestor
 from liveupdates.models import FeedConfig
+from liveupdates.netguard.transport import DEFAULT_LIMITS
 from liveupdates.runtime import make_fetcher
 from liveupdates.settings import load_settings
 from liveupdates.store.sqlite import SQLiteStore
@@ -37,7 +38,9 @@ class Worker:
         self.fetcher = make_fetcher(settings)
         self.ingestor = Ingestor(self.store, self.fetcher, publish=self.bus.publish)
         self.feeds: list[FeedConfig] = []
-        self.client = httpx.AsyncClient(timeout=20.0)
+        # The Fetcher's own pool limits (every connection kept alive): with httpx's defaults
+        # the baseline would open a new connection for nearly every GET (netguard/transport.py).
+        self.client = httpx.AsyncClient(timeout=20.0, limits=DEFAULT_LIMITS)
         self.etags: dict[str, str] = {}
 
     async def setup(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -48,26 +48,15 @@ class PollReport:
     reused: int = 0  # entries unchanged since the feed's last body: not parsed nor read again
 
 
-def read_feed(
-    body: bytes,
-    headers: Mapping[str, str],
-    url: str,
-    feed_id: str,
-    memo: EntryMemo | None = None,
-) -> EntriesRead:
-    """Parse a fetched body and normalise its entries: (parsed feed, [(snapshot, content hash)]).
-
-    Pure and CPU-bound (feedparser, HTML to paragraphs, sha256): `Ingestor.poll` runs it in a
-    worker thread so the event loop stays free for fan-out while a feed is read. `memo` is what
-    the feed's previous body read as: entries whose bytes did not change since are taken from it
-    instead of being parsed, normalised and hashed again (liveupdates/feeds/entries.py).
-    """
-    return read_entries(body, headers, url, feed_id, memo)
-
-
 # Feeds whose entries an Ingestor remembers (EntryMemo), least recently read dropped first. Only
 # a body (a 200 or a push) touches it, not a 304; it holds about the text of those feeds.
 MEMO_FEEDS = 1024
+
+
+# A 304 that changes nothing (same validators, no error streak ended) is written to the store at
+# most this often per feed: it would only move the "last poll" time in the feed's health, and the
+# write was most of what a 304 cost beyond its GET. The metrics count every poll.
+QUIET_RECORD_SECONDS = 60.0
 
 
 def _parse_iso(value: str) -> float:
@@ -95,6 +84,7 @@ class Ingestor:
         self.flipflop_window = flipflop_window
         self.self_url = self_url
         self._memos: OrderedDict[str, EntryMemo] = OrderedDict()
+        self._quiet: dict[str, float] = {}  # feed -> when its last unchanged 304 was recorded
 
     async def poll(self, feed: FeedConfig) -> PollReport:
         started = time.monotonic()
@@ -144,7 +134,7 @@ class Ingestor:
         if result.status != "ok" or result.body is None:
             return None
         got = await asyncio.to_thread(
-            read_feed,
+            read_entries,
             result.body,
             result.headers,
             result.url or url,
@@ -329,7 +319,8 @@ class Ingestor:
             events=events,
             duration_ms=round((time.monotonic() - started) * 1000, 2),
         )
-        await self.store.record_poll(outcome, state)
+        if self._worth_recording(outcome, state):
+            await self.store.record_poll(outcome, state)
         metrics.observe_poll(outcome.status, outcome.duration_ms / 1000)
         if outcome.status == "error":
             log.warning(
@@ -339,3 +330,14 @@ class Ingestor:
                 extra={"feed": feed.id},
             )
         return PollReport(outcome=outcome, retry_after=retry_after, consecutive_errors=errors)
+
+    def _worth_recording(self, outcome: PollOutcome, state: FetchState | None) -> bool:
+        if outcome.status != "not_modified" or state is not None:
+            self._quiet.pop(outcome.feed_id, None)
+            return True
+        now = time.monotonic()
+        last = self._quiet.get(outcome.feed_id)
+        if last is not None and now - last < QUIET_RECORD_SECONDS:
+            return False
+        self._quiet[outcome.feed_id] = now
+        return True

@@ -128,10 +128,11 @@ def test_odd_atom_entries_keep_only_readable_text() -> None:
 
 
 def _memo_matches_full_read(path: Path) -> int:
-    """Read a file after itself (every entry remembered) and after a version of it without its
-    first entry (that entry the only one parsed again): each time the result is what a full read
+    """Read a file after itself (every entry remembered), after a version of it without its
+    first entry (that entry the only one parsed again) and after a version whose feed-level
+    dates were other (the memo holds all entries): each time the result is what a full read
     gives. Returns how many entries were taken from the memo."""
-    from liveupdates.feeds.entries import read_entries, split_entries
+    from liveupdates.feeds.entries import _FEED_DATE, read_entries, split_entries
 
     body = path.read_bytes()
     spans = split_entries(body)
@@ -144,7 +145,15 @@ def _memo_matches_full_read(path: Path) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         full = read_entries(body, headers, url, "corpus", None)
-        for before in (body, body[:start] + body[end:]):
+        skeleton = body[: spans[0][0]], body[spans[-1][1] :]
+        restamped = b"".join(
+            (
+                _FEED_DATE.sub(rb"\1Mon, 01 Jan 2001 00:00:00 GMT\3", skeleton[0]),
+                body[spans[0][0] : spans[-1][1]],
+                _FEED_DATE.sub(rb"\1Mon, 01 Jan 2001 00:00:00 GMT\3", skeleton[1]),
+            )
+        )
+        for before in (body, body[:start] + body[end:], restamped):
             memo = read_entries(before, headers, url, "corpus", None).memo
             got = read_entries(body, headers, url, "corpus", memo)
             assert (got.read, got.total, got.parsed.links, got.parsed.error) == (

@@ -98,6 +98,42 @@ def test_a_change_outside_the_entries_reads_everything_again() -> None:
     assert other.reused == 0
 
 
+def test_the_same_body_from_another_content_location_resolves_links_against_it() -> None:
+    # Content-Location is feedparser's base for relative links: the same bytes served from
+    # another place are other links.
+    body = rss(stories(2)).replace(b"https://gazette.example/n/", b"n/")
+    first = {**HEADERS, "Content-Location": "https://gazette.example/feeds/"}
+    moved = {**HEADERS, "Content-Location": "https://mirror.example/harbour/"}
+    memo = read_entries(body, first, URL, "gazette", None).memo
+    got = read_entries(body, moved, URL, "gazette", memo)
+    assert [s.url for s, _ in got.read] == [
+        "https://mirror.example/harbour/n/0",
+        "https://mirror.example/harbour/n/1",
+    ]
+    same(got, read_entries(body, moved, URL, "gazette", None))
+
+
+def with_feed_dates(body: bytes, stamp: str) -> bytes:
+    """`body` as a feed that restamps its channel on every change (lastBuildDate, pubDate)."""
+    dates = f"<lastBuildDate>{stamp}</lastBuildDate><pubDate>{stamp}</pubDate>"
+    return body.replace(b"<description>", dates.encode() + b"<description>", 1)
+
+
+def test_a_restamped_feed_date_does_not_make_the_entries_parse_again() -> None:
+    before = with_feed_dates(rss(stories(4)), "Tue, 24 Nov 2026 08:00:00 GMT")
+    memo = read(before, None).memo
+    changed = stories(4)
+    changed[2] = changed[2].with_(paragraphs=[*changed[2].paragraphs, "A new paragraph."])
+    after = with_feed_dates(rss(changed), "Tue, 24 Nov 2026 08:05:00 GMT")
+    counting = CountingParse()
+    got = read(after, memo, counting)
+    assert counting.entries_parsed == 1 and got.reused == 3
+    same(got, read(after, None))
+    # Any other change to the channel still reads everything again.
+    retitled = after.replace(b"Harbour Town Gazette", b"Harbour Town Gazette (late)")
+    assert read(retitled, got.memo).reused == 0
+
+
 def test_a_broken_changed_entry_gives_what_a_full_read_gives() -> None:
     good = rss(stories(3))
     memo = read(good, None).memo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -141,6 +142,25 @@ async def test_a_304_leaves_its_connection_to_the_next_poll(
     assert result.status == "not_modified"
     # One connection for the 200 and both 304s: a 304 closed unread would drop it.
     assert len({r.client for r in feed_server.requests("/kept.xml")}) == 1
+
+
+async def test_many_polls_in_flight_reuse_their_connections(
+    feed_server: FeedServer, fetcher: Fetcher
+) -> None:
+    # 30 polls always in flight, more than httpx keeps alive by default (20): a connection that
+    # turns idle serves the next poll instead of being closed and replaced by a new one.
+    paths = [f"/many{i}.xml" for i in range(30)]
+    for path in paths:
+        feed_server.set(path, RSS, delay=0.02)
+    gate = asyncio.Semaphore(30)
+
+    async def poll(path: str) -> None:
+        async with gate:
+            await fetcher.fetch(feed_server.url(path), FetchState())
+
+    await asyncio.gather(*(poll(p) for p in paths * 4))
+    clients = {r.client for p in paths for r in feed_server.requests(p)}
+    assert len(clients) <= 30
 
 
 async def test_last_modified_round_trip_gives_304_without_body(

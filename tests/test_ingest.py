@@ -157,6 +157,22 @@ async def test_not_modified_costs_nothing_and_errors_are_recorded(pipeline: Pipe
     assert health.fetch.consecutive_errors == 0
 
 
+async def test_an_unchanged_304_is_written_to_the_feeds_health_at_most_once_a_minute(
+    pipeline: Pipeline,
+) -> None:
+    await pipeline.poll(rss([bridge_story()]), etag=True)
+    first = await pipeline.ingestor.poll(pipeline.feed)
+    second = await pipeline.ingestor.poll(pipeline.feed)
+    assert first.outcome.status == second.outcome.status == "not_modified"
+    health = await pipeline.store.feed_health("gazette")
+    assert health is not None and health.last_poll == first.outcome
+    # Anything else is written at once: a change of the feed, an error.
+    pipeline.server.set(PATH, b"", status=503)
+    failed = await pipeline.ingestor.poll(pipeline.feed)
+    health = await pipeline.store.feed_health("gazette")
+    assert health is not None and health.last_poll == failed.outcome
+
+
 async def test_a_broken_feed_stays_an_error_even_when_the_server_says_304(
     pipeline: Pipeline,
 ) -> None:

@@ -5,11 +5,13 @@ gives the address in. Real fetches against real loopback servers; a refused one 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +21,7 @@ from liveupdates.feeds.fetch import Fetcher
 from liveupdates.ingest import Ingestor
 from liveupdates.models import FeedConfig, FetchState
 from liveupdates.netguard import AddressPolicy, AddressRefused, parse_networks
-from liveupdates.netguard.transport import guarded_client
+from liveupdates.netguard.transport import GuardedBackend, guarded_client
 from liveupdates.settings import SettingsError, load_settings
 from liveupdates.store.sqlite import SQLiteStore
 from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
@@ -259,6 +261,31 @@ async def test_the_demo_feed_on_the_services_own_address_is_always_allowed(
         assert inner_server.count("/secret.xml") == 0
     finally:
         await store.close()
+
+
+async def test_a_host_name_is_resolved_once_per_ttl_and_checked_on_every_connect(
+    feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lookups: list[str] = []
+    loop = asyncio.get_running_loop()
+    getaddrinfo = loop.getaddrinfo
+
+    async def counted(host: str, *args: Any, **kwargs: Any) -> Any:
+        lookups.append(host)
+        return await getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", counted)
+    port = int(feed_server.url("/").rsplit(":", 1)[1].split("/")[0])
+    backend = GuardedBackend(AddressPolicy.allowing([ALLOW_LOOPBACK]))
+    for _ in range(3):  # three connections, one lookup
+        stream = await backend.connect_tcp("localhost", port, timeout=5.0)
+        await stream.aclose()
+    assert lookups == ["localhost"]
+    # The addresses are remembered, not the verdict: a policy that refuses them now refuses.
+    backend.policy = AddressPolicy()
+    with pytest.raises(AddressRefused, match=re.escape(LOOPBACK)):
+        await backend.connect_tcp("localhost", port, timeout=5.0)
+    assert lookups == ["localhost"]
 
 
 async def test_the_guarded_client_serves_any_outbound_request(feed_server: FeedServer) -> None:

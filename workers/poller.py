@@ -324,13 +324,17 @@ class FeedScheduler:
 
     async def _write_plans(self) -> None:
         while self._plans:
-            feed_id = next(iter(self._plans))
-            at = self._plans.pop(feed_id)
-            try:
-                await self.ingestor.store.set_next_poll(feed_id, at)
-            except Exception as exc:
-                # Only the displayed time is lost; the schedule itself is in memory.
-                self._failed(exc, "could not record the next poll of feed %s", feed_id)
+            # All the plans made meanwhile at once (the store batches them), one per feed, so
+            # writes for a feed never overtake each other.
+            plans, self._plans = self._plans, {}
+            store = self.ingestor.store
+            results = await asyncio.gather(
+                *(store.set_next_poll(f, at) for f, at in plans.items()), return_exceptions=True
+            )
+            for feed_id, result in zip(plans, results, strict=True):
+                if isinstance(result, Exception):
+                    # Only the displayed time is lost; the schedule itself is in memory.
+                    self._failed(result, "could not record the next poll of feed %s", feed_id)
 
     async def _job(self, feed_id: str) -> None:
         """A feed's APScheduler job. Cancelled only when the scheduler shuts down, and then

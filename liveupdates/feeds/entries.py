@@ -3,12 +3,13 @@
 Most polls that fetch a body (a 200, or a WebSub push) change one story of many: a live blog gains
 a paragraph, the other entries come back byte for byte. `read_entries` splits the body into its
 `<item>`/`<entry>` elements and the rest (the skeleton: the XML declaration, the channel's own
-elements, namespaces, anything but whitespace between and around the entries). It remembers, per feed, the
-normalised snapshot and content hash of every entry by a digest of the entry's raw bytes
-(`EntryMemo`). On the next body, if the skeleton, the URL and the content type are the same, the
-entries whose bytes are known are not parsed, normalised nor hashed again: feedparser parses a
-reduced document (the skeleton with only the new or changed entries in place), and the known
-entries come from the memo, in the body's order.
+elements, namespaces, anything but whitespace between and around the entries). It remembers, per
+feed, the normalised snapshot and content hash of every entry by a digest of the entry's raw bytes
+(`EntryMemo`). On the next body, if the skeleton (but for its feed-level dates, which most feeds
+restamp on every change), the URL and the headers feedparser reads (content type, Content-Location,
+Content-Language) are the same, the entries whose bytes are known are not parsed, normalised nor
+hashed again: feedparser parses a reduced document (the new skeleton with only the new or changed
+entries in place), and the known entries come from the memo, in the body's order.
 
 Anything unusual takes the full path, so the result is always what a full parse gives:
 - a body the scanner cannot split with certainty (an entity declaration, nested or unbalanced
@@ -39,6 +40,17 @@ _TOKEN = re.compile(
     re.S,
 )
 
+# A feed-level date element of the skeleton and its text (the text alone, no markup inside).
+# Most feeds restamp it (RSS lastBuildDate / pubDate, Atom updated) whenever any entry changes, so
+# hashed it would make every changed body miss the memo. Nothing in an entry depends on it, and
+# the parsed feed-level fields always come from the new body's own skeleton.
+_FEED_DATE = re.compile(
+    rb"(<((?:[A-Za-z_][\w.\-]*:)?(?:lastBuildDate|pubDate|updated|modified|date))(?:\s[^>]*)?>)"
+    rb"[^<]*(</\2\s*>)"
+)
+# The response headers feedparser reads: the charset, the base for relative links, the language.
+_CONTEXT_HEADERS = ("content-type", "content-location", "content-language")
+
 Read = tuple[Snapshot, str]  # a snapshot and its content hash
 Parse = Callable[[bytes, Mapping[str, str], str], ParsedFeed]
 
@@ -46,7 +58,8 @@ Parse = Callable[[bytes, Mapping[str, str], str], ParsedFeed]
 @dataclass(frozen=True, slots=True)
 class EntryMemo:
     """What one body's entries read as, keyed by a digest of each entry's raw bytes; valid for
-    bodies with the same `context` (skeleton, URL, content type, feed). An entry that normalised
+    bodies with the same `context` (skeleton but its feed-level dates, URL, feed, and the headers
+    feedparser reads: content type, Content-Location, Content-Language). An entry that normalised
     to nothing (no usable content) is remembered as None."""
 
     context: bytes
@@ -105,12 +118,12 @@ def _context(
         gap = body[prev:start]
         # Whitespace between two entries means nothing (and grows as entries are added).
         if prev == 0 or gap.strip():
-            h.update(gap)
+            h.update(_FEED_DATE.sub(rb"\1\3", gap))
             h.update(b"\0")
         prev = end
-    h.update(body[prev:])
-    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-    for part in (url, content_type, feed_id):
+    h.update(_FEED_DATE.sub(rb"\1\3", body[prev:]))
+    lower = {k.lower(): v for k, v in headers.items()}
+    for part in (url, feed_id, *(lower.get(name, "") for name in _CONTEXT_HEADERS)):
         h.update(b"\0" + part.encode("utf-8", "surrogatepass"))
     return h.digest()
 

@@ -4,7 +4,8 @@ against an `AddressPolicy`, and connects to a checked address only.
 Checking the address actually connected (not a name resolved earlier) leaves no DNS-rebinding
 window, and since the guard sits under httpx's connection pool every connection is checked: the
 first request's, each redirect hop's, any later one's. TLS still verifies (and sends SNI for) the
-URL's host name, and the Host header stays the URL's: only the TCP connect uses the IP.
+URL's host name, and the Host header stays the URL's: only the TCP connect uses the IP. A host
+name's addresses are reused for RESOLVE_TTL seconds (the check is not: it runs on every connect).
 
     client = guarded_client(AddressPolicy.allowing(settings.fetch_allow_networks), timeout=10)
 
@@ -18,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import select
 import socket
 import ssl
+import time
 from collections.abc import Collection, Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,10 +32,19 @@ import httpx
 
 from liveupdates.netguard.policy import AddressPolicy, AddressRefused, IPAddress
 
-# httpx's own defaults for a client (a transport passed in replaces the client's limits).
-DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+# httpx's default of 100 connections (a transport passed in replaces the client's limits), all of
+# them kept alive: httpcore 1.0 closes every connection that turns idle while the pool holds more
+# than `max_keepalive_connections` in all (busy ones counted; encode/httpcore PR #1000), so a
+# poller with more polls in flight than that opened a new connection for nearly every request.
+# Idle connections still close after the keep-alive expiry (5 s), or when the server closes them.
+DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
 
 Endpoint = tuple[str, int]  # (host as the URL spells it, port)
+# How long a host name's addresses are reused for new connections. The system resolver gives no
+# TTL; a poller opening a connection per poll of each feed would otherwise ask it every time.
+# Every connect still checks the address it dials against the policy.
+RESOLVE_TTL = 30.0
+RESOLVE_CACHE_SIZE = 4096  # expired entries are dropped when it holds more
 
 
 async def resolve(host: str, port: int) -> list[IPAddress]:
@@ -54,7 +66,14 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
 async def checked_addresses(host: str, port: int, policy: AddressPolicy) -> list[IPAddress]:
     """The addresses of `host` the policy allows; AddressRefused (naming the first address)
     when there is none. Resolver errors (OSError) pass through."""
-    addresses = await resolve(host, port)
+    return allowed_addresses(host, await resolve(host, port), policy)
+
+
+def allowed_addresses(
+    host: str, addresses: list[IPAddress], policy: AddressPolicy
+) -> list[IPAddress]:
+    """The `addresses` of `host` the policy allows; AddressRefused (naming the first address)
+    when there is none."""
     allowed = [a for a in addresses if policy.refusal(a) is None]
     if not allowed:
         reason = policy.refusal(addresses[0]) if addresses else None
@@ -84,6 +103,55 @@ async def check_url_address(url: str, policy: AddressPolicy, *, timeout: float) 
         return
 
 
+def _readable(sock: socket.socket | None) -> bool:
+    """Whether a read would not block (data, or the peer's close); a socket gone counts as
+    readable, as httpcore counts it."""
+    fd = -1 if sock is None else sock.fileno()
+    if fd < 0:
+        return True
+    if not hasattr(select, "poll"):
+        return bool(select.select([fd], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class CheckedStream(httpcore.AsyncNetworkStream):
+    """httpcore's stream of one guarded connection, answering "is_readable" from its socket.
+
+    httpcore's pool asks every idle connection "is_readable" (did the server close it?) on every
+    request it assigns, and anyio answers by building its whole table of socket attributes, a
+    getpeername() call included: with 50 connections kept alive the check took 16-19% of a
+    poll worker's samples, about half of it that table. The socket is looked up once, at
+    connect (a TLS stream wraps the same socket)."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket: socket.socket | None = inner.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return CheckedStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return _readable(self._socket)
+        return self._inner.get_extra_info(info)
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """An httpcore network backend that connects to policy-checked addresses only.
 
@@ -100,6 +168,18 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self.policy = policy
         self.exempt = frozenset(exempt)
         self._inner = inner or httpcore.AnyIOBackend()
+        self._resolved: dict[Endpoint, tuple[float, list[IPAddress]]] = {}  # (expiry, addresses)
+
+    async def _addresses(self, host: str, port: int) -> list[IPAddress]:
+        """`host`'s allowed addresses, resolved at most once per RESOLVE_TTL, checked each time."""
+        now = time.monotonic()
+        cached = self._resolved.get((host, port))
+        if cached is None or cached[0] <= now:
+            if len(self._resolved) > RESOLVE_CACHE_SIZE:
+                self._resolved = {k: v for k, v in self._resolved.items() if v[0] > now}
+            cached = (now + RESOLVE_TTL, await resolve(host, port))
+            self._resolved[(host, port)] = cached
+        return allowed_addresses(host, cached[1], self.policy)
 
     async def connect_tcp(
         self,
@@ -110,13 +190,15 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         if (host, port) in self.exempt:
-            return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+            return CheckedStream(
+                await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+            )
         # One deadline for resolving and connecting, as for an unguarded connect.
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         try:
             async with asyncio.timeout_at(deadline):
-                addresses = await checked_addresses(host, port, self.policy)
+                addresses = await self._addresses(host, port)
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
         except OSError as exc:
@@ -129,8 +211,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 # network without IPv6 routing) cannot use up the time the next one needs.
                 share = max(deadline - loop.time(), 0.0) / (len(addresses) - index)
             try:
-                return await self._inner.connect_tcp(
-                    str(address), port, share, local_address, socket_options
+                return CheckedStream(
+                    await self._inner.connect_tcp(
+                        str(address), port, share, local_address, socket_options
+                    )
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc

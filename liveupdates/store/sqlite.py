@@ -189,6 +189,7 @@ class SQLiteStore:
         # would only queue every later caller behind N more busy timeouts.
         self._state_reads = Batcher(self._read_fetch_states, outage=(sqlite3.OperationalError,))
         self._poll_writes = Batcher(self._write_polls, outage=(sqlite3.OperationalError,))
+        self._plan_writes = Batcher(self._write_plans, outage=(sqlite3.OperationalError,))
         conn = self._conn
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         if self.path != MEMORY:
@@ -372,13 +373,18 @@ class SQLiteStore:
         return [_health(row) for row in rows]
 
     async def set_next_poll(self, feed_id: str, at: str | None) -> None:
+        # Batched: a scheduler plans a poll after every poll, many at once.
+        await self._plan_writes.submit((feed_id, at))
+
+    async def _write_plans(self, plans: Sequence[tuple[str, str | None]]) -> list[None]:
         await self._run_write(
-            lambda c: c.execute(
+            lambda c: c.executemany(
                 "INSERT INTO schedule (feed_id, next_poll_at) VALUES (?, ?)"
                 " ON CONFLICT (feed_id) DO UPDATE SET next_poll_at = excluded.next_poll_at",
-                (feed_id, at),
+                plans,
             )
         )
+        return [None] * len(plans)
 
     # -- audit -----------------------------------------------------------------------------------
 

@@ -268,6 +268,10 @@ class FeedServer:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: fifty pollers connecting at once overflowed it, and a
+    # connection whose handshake the kernel then dropped waited out SYN-ACK retransmits (seconds).
+    request_queue_size = 128
+
     def handle_error(self, request: object, client_address: object) -> None:
         # Clients hanging up mid-response is routine here (body caps, timeouts); anything else
         # would show up as a failed assertion in the test that provoked it.
