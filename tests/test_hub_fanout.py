@@ -17,6 +17,7 @@ import pytest
 from liveupdates.bus import InMemoryBus
 from liveupdates.hub.connection import QueuedConnection
 from liveupdates.hub.core import Hub
+from liveupdates.hub.fanout import readers_per_frame
 from liveupdates.models import LogEntry, Snapshot, story_channel
 from liveupdates.settings import Settings
 from liveupdates.store.sqlite import SQLiteStore
@@ -116,3 +117,13 @@ async def test_shutdown_closes_everyone_with_1012(hub: Hub) -> None:
     await hub.shutdown()
     assert conn.close_code == 1012
     assert hub.fanout.channels() == []
+
+
+def test_each_update_counts_the_readers_that_got_it() -> None:
+    """The per-update send metric is exact: 2 readers took a whole run of 3 frames, one took only
+    the first (then overflowed), one catching up took frames 1 and 2 one by one."""
+    prefix = [0, 1, 0, 2]  # prefix[k]: readers that took the first k frames in one write
+    each = [0, 1, 1]
+    assert readers_per_frame(prefix, each) == [3, 3, 3]
+    assert readers_per_frame([0, 1, 0, 2], [0, 0, 0]) == [3, 2, 2]
+    assert readers_per_frame([5, 0], [0]) == [0]  # nobody could take it

@@ -9,6 +9,7 @@ the ASGI endpoint that then serves /v1/ws (and keep-alive upgrades) stays covere
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import httpx
@@ -150,6 +151,70 @@ async def test_clients_through_the_front_door_share_one_fan_out(start_hub_server
         assert front.hub.fanout.members("story:bridge") == 2
         await front.publish("bridge")
         assert await a.expect("update") == await b.expect("update")
+
+
+async def asgi_websocket(port: int) -> socket.socket:
+    """A socket to the default port that already made one HTTP request (keep-alive): the front
+    door handed it to uvicorn, so its upgrade reaches the ASGI endpoint (hub/ws.py)."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    await loop.sock_sendall(sock, b"GET /v1/stories/bridge HTTP/1.1\r\nHost: x\r\n\r\n")
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += await asyncio.wait_for(loop.sock_recv(sock, 65536), DEADLINE)
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += await asyncio.wait_for(loop.sock_recv(sock, 65536), DEADLINE)
+    return sock
+
+
+async def test_every_transport_gets_the_same_update(start_hub_server: StartHub) -> None:
+    """One channel, four readers on four transports in one process: the front door's `websockets`
+    connection, the ASGI endpoint (a keep-alive upgrade on the same port), the second port
+    (`hub_ws_port`) and SSE. One publish, and each gets the same update (seq and event)."""
+    hub = await start_hub_server(hub_ws_front_door=True, websockets_transport=True)
+    await hub.publish("bridge")
+    asgi_sock = await asgi_websocket(hub.port)
+    async with (
+        connect(hub.asgi_ws_url) as front_raw,
+        connect(hub.asgi_ws_url, sock=asgi_sock) as asgi_raw,
+        connect(hub.ws_url) as second_raw,
+        httpx.AsyncClient(base_url=hub.base_url, timeout=DEADLINE) as http,
+        http.stream("GET", "/v1/sse", params={"channel": "story:bridge"}) as response,
+    ):
+        clients = [WSClient(front_raw), WSClient(asgi_raw), WSClient(second_raw)]
+        for client in clients:
+            assert (await client.subscribe("story:bridge"))["seq"] == 1
+        stream = events(response)
+
+        async def sse() -> Event:
+            while (event := await asyncio.wait_for(anext(stream), DEADLINE)).event is None:
+                pass  # comments: heartbeats
+            return event
+
+        assert (await sse()).event == "subscribed"
+        await until(
+            lambda: hub.hub.fanout.members("story:bridge") == 4, timeout=DEADLINE, interval=0.01
+        )
+        kinds = sorted(type(c).__name__ for c in hub.hub.connections)
+        assert kinds.count(WebsocketsConnection.__name__) == 2  # front door, second port
+        assert kinds.count(WebSocketConnection.__name__) == 1  # ASGI
+        entries = await hub.publish("bridge")
+        updates = [await client.expect("update") for client in clients]
+        assert updates[0]["seq"] == entries[0].seq
+        assert updates[1] == updates[0] and updates[2] == updates[0]
+        update = await sse()
+        assert update.event == "update"
+        assert update.data == updates[0]
+    await until(lambda: not hub.hub.connections, timeout=5.0, interval=0.01)
 
 
 def test_reuse_port_lets_web_processes_share_the_port() -> None:

@@ -7,13 +7,14 @@ real uvicorn app in the same event loop, over the same Hub.
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from liveupdates.hub.wsserver import WebsocketsConnection
+from liveupdates.hub.wsserver import ListQueue, WebsocketsConnection
 from liveupdates.settings import SettingsError, load_settings
 from tests.support.hubserver import HubServerHandle, StartHub, WSClient
 from tests.support.waiting import until
@@ -96,3 +97,29 @@ def test_hub_ws_port_setting() -> None:
     assert load_settings({"LIVEUPDATES_HUB_WS_PORT": "8001"}).hub_ws_port == 8001
     with pytest.raises(SettingsError, match="hub_ws_port"):
         load_settings({"LIVEUPDATES_HUB_WS_PORT": "70000"})
+
+
+async def test_messages_sent_with_the_handshake_are_all_answered(
+    hub_server: HubServerHandle,
+) -> None:
+    """A client that sends its subscribes without waiting for answers: frames that arrived before
+    the connection was slimmed after its handshake (wsserver.slim_after_handshake) are kept, in
+    order."""
+    for story in ("bridge", "ferry", "tunnel"):
+        await hub_server.publish(story)
+    async with hub_server.ws() as client:
+        for story in ("bridge", "ferry", "tunnel"):
+            await client.send({"type": "subscribe", "channel": f"story:{story}"})
+        answers = [await client.expect("subscribed") for _ in range(3)]
+    assert [a["channel"] for a in answers] == ["story:bridge", "story:ferry", "story:tunnel"]
+
+
+def test_list_queue_takes_the_deque_calls_in_deque_order() -> None:
+    queue, reference = ListQueue(), collections.deque[int]()
+    for q in (queue, reference):
+        q.append(1)
+        q.append(2)
+        q.extendleft(reversed([8, 9]))  # websockets puts frames back this way
+        q.append(3)
+    assert list(queue) == list(reference) == [8, 9, 1, 2, 3]
+    assert [queue.popleft() for _ in range(5)] == [reference.popleft() for _ in range(5)]

@@ -23,10 +23,13 @@ from liveupdates.hub.protocol import (
 )
 
 HISTORY_LOST_REASON = "log history lost; resume with since/epoch for a reset"
-# After a pass over the members, the pump waits this long before taking the next batch, so a burst
-# of updates reaches each reader in a few writes of several frames instead of one write (one
-# system call) per frame. An update after a quiet spell is not delayed: the wait is long over.
-FANOUT_LINGER = 0.005
+# After a pass over the members, the pump waits as long as that pass took (at most this long)
+# before taking the next batch. Under a burst, updates then reach each reader in a few writes of
+# several frames instead of one write (one send() system call, most of the fan-out's CPU) per
+# frame, and the bigger the channel, the bigger the batches: the pump works at least half of the
+# time and an update waits at most one pass longer. A small channel barely waits (its pass is
+# short), and an update after a quiet spell is not delayed at all: the wait is long over.
+FANOUT_LINGER_MAX = 0.02
 log = logging.getLogger(__name__)
 
 
@@ -66,18 +69,21 @@ class Membership:
         self.pending: list[Frame] | None = []
         self.pending_limit = pending_limit
 
-    def offer_run(self, frames: list[Frame], run: FrameRun) -> int:
-        """`offer` each of `frames` (ascending seqs; `run` holds their texts); how many went now.
+    def offer_run(
+        self, frames: list[Frame], run: FrameRun, prefix: list[int], each: list[int]
+    ) -> None:
+        """`offer` each of `frames` (ascending seqs; `run` holds their texts), counting what went.
 
         The common case, a live WebSocket reader that has sent nothing of them yet, hands the
-        whole run to the connection at once (one write)."""
+        whole run to the connection at once (one write): it took the first k frames, counted as
+        `prefix[k] += 1`. Otherwise frame i handed over now counts as `each[i] += 1`."""
         if self.pending is None and not self.sse and frames[0].seq > self.sent_seq:
             self.sent_seq = frames[-1].seq
-            return self.conn.send_run(run)
-        taken = 0
-        for frame in frames:
-            taken += self.offer(frame)
-        return taken
+            prefix[self.conn.send_run(run)] += 1
+            return
+        for i, frame in enumerate(frames):
+            if self.offer(frame):
+                each[i] += 1
 
     def render(self, frame: Frame) -> str:
         return frame.sse if self.sse else frame.text
@@ -109,6 +115,17 @@ class Membership:
                     break
         # No await between the loop's last check and this line: nothing can slip in between.
         self.pending = None
+
+
+def readers_per_frame(prefix: list[int], each: list[int]) -> list[int]:
+    """How many readers got frame i of a run: those that took a prefix longer than i (`prefix[k]`
+    readers took the first k frames) plus those counted one by one (`each[i]`). Pure."""
+    counts = list(each)
+    took_more = 0
+    for i in range(len(each) - 1, -1, -1):
+        took_more += prefix[i + 1]
+        counts[i] += took_more
+    return counts
 
 
 class ChannelGroup:
@@ -147,6 +164,7 @@ class ChannelGroup:
 
     async def _run(self, sub: Subscription) -> None:
         channel = self.channel
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 async for batch in sub:
@@ -156,26 +174,21 @@ class ChannelGroup:
                         for entry in batch
                     ]
                     run = FrameRun([frame.text for frame in frames])
-                    # offer_run never awaits and never changes `members`: no copy needed.
-                    sent_ws = sent_sse = 0
-                    for member in self.members:
-                        taken = member.offer_run(frames, run)
-                        if member.sse:
-                            sent_sse += taken
-                        else:
-                            sent_ws += taken
-                    # Totals are exact; per entry they are split evenly (members take whole
-                    # runs, but for the few still catching up).
                     count = len(frames)
-                    ws_each, ws_rest = divmod(sent_ws, count)
-                    sse_each, sse_rest = divmod(sent_sse, count)
+                    ws_prefix, sse_prefix = [0] * (count + 1), [0] * (count + 1)
+                    ws_each, sse_each = [0] * count, [0] * count
+                    started = loop.time()
+                    # offer_run never awaits and never changes `members`: no copy needed.
+                    for member in self.members:
+                        if member.sse:
+                            member.offer_run(frames, run, sse_prefix, sse_each)
+                        else:
+                            member.offer_run(frames, run, ws_prefix, ws_each)
+                    ws_sent = readers_per_frame(ws_prefix, ws_each)
+                    sse_sent = readers_per_frame(sse_prefix, sse_each)
                     for i, entry in enumerate(batch):
-                        metrics.frame_sent(
-                            entry.event,
-                            ws_each + (ws_rest if i == 0 else 0),
-                            sse_each + (sse_rest if i == 0 else 0),
-                        )
-                    await asyncio.sleep(FANOUT_LINGER)
+                        metrics.frame_sent(entry.event, ws_sent[i], sse_sent[i])
+                    await asyncio.sleep(min(FANOUT_LINGER_MAX, loop.time() - started))
                 return
             except HistoryLost as lost:
                 # The log was replaced (new epoch) or dropped entries this process never sent.

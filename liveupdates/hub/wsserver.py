@@ -12,9 +12,10 @@ lifespan (`create_app`), so the fan-out, the bus reader and `Hub.shutdown` (1012
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from http import HTTPStatus
 from typing import Any
 
@@ -163,8 +164,40 @@ class WsEndpoint:
         return None
 
     def handle(self, ws: ServerConnection) -> Coroutine[Any, Any, None]:
+        slim_after_handshake(ws)
         # The handler's coroutine itself, not one wrapping it: one frame less per idle connection.
         return _handle(self.hub, ws)
+
+
+def slim_after_handshake(ws: ServerConnection) -> None:
+    """Let go of what an open connection keeps but nothing reads again. Measured with tracemalloc
+    (1,000 idle subscribed connections through the front door): 15.0 KiB per connection traced
+    before, 10.3 after. The handshake's headers, request and response, were 4.1 KiB of it; the
+    two empty deques (drain waiters, incoming frames) 0.7 KiB each, since CPython gives an empty
+    deque its first block at once."""
+    if ws.request is not None:
+        # Emptied, not dropped: websockets' parser keeps the request object for the connection's
+        # life, and None would mean "no handshake yet" to it.
+        ws.request.headers.clear()
+    ws.response = None
+    ws.drain_waiters = []  # type: ignore[assignment]
+    frames = getattr(getattr(ws, "recv_messages", None), "frames", None)
+    if isinstance(getattr(frames, "queue", None), collections.deque):
+        frames.queue = ListQueue(frames.queue)  # type: ignore[union-attr]
+
+
+class ListQueue(list[Any]):
+    """What websockets' incoming-frame queue calls on its deque, on a list (56 bytes empty). It
+    holds a few frames at most (reading pauses at `max_queue`), so popping the front is cheap."""
+
+    __slots__ = ()
+
+    def popleft(self) -> Any:
+        return self.pop(0)
+
+    def extendleft(self, items: Iterable[Any]) -> None:
+        # deque.extendleft puts each item first in turn, so the last one ends up in front.
+        self[0:0] = reversed(list(items))
 
 
 async def _handle(hub: Hub, ws: ServerConnection) -> None:
