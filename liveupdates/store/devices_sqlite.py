@@ -74,6 +74,9 @@ _SCHEMA = (
 )
 
 
+_IDS_PER_QUERY = 500
+
+
 def _due(state: State | None) -> float | None:
     if state is None or state.get("due") is None:
         return None
@@ -146,17 +149,30 @@ class SQLiteDeviceStore:
         return cast(str, await self._write(write))
 
     async def get(self, device_id: str) -> DeviceRecord | None:
-        row = await self._read(
-            lambda c: c.execute(
-                "SELECT id, platform, address, keys, environment, secret, seen"
-                " FROM push_devices WHERE id = ?",
-                (device_id,),
-            ).fetchone()
-        )
-        if row is None:
-            return None
-        device = Device(row[0], row[1], row[2], json.loads(row[3]), row[4])
-        return DeviceRecord(device, row[5], float(row[6]))
+        return (await self.get_many([device_id])).get(device_id)
+
+    async def get_many(self, device_ids: Sequence[str]) -> dict[str, DeviceRecord]:
+        ids = list(dict.fromkeys(device_ids))
+
+        def read(c: sqlite3.Connection) -> list[Any]:
+            rows: list[Any] = []
+            # SQLite allows 32,766 parameters per statement (999 before 3.32): pages of 500.
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                page = ids[start : start + _IDS_PER_QUERY]
+                rows += c.execute(
+                    "SELECT id, platform, address, keys, environment, secret, seen"
+                    f" FROM push_devices WHERE id IN ({','.join('?' * len(page))})",
+                    page,
+                ).fetchall()
+            return rows
+
+        rows = await self._read(read) if ids else []
+        return {
+            row[0]: DeviceRecord(
+                Device(row[0], row[1], row[2], json.loads(row[3]), row[4]), row[5], float(row[6])
+            )
+            for row in rows
+        }
 
     async def touch(self, device_id: str, now: float) -> None:
         await self._write(
