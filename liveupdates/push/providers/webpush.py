@@ -25,7 +25,7 @@ from liveupdates.netguard.hosts import endpoint_refusal, split_entry
 from liveupdates.netguard.policy import AddressPolicy, AddressRefused
 from liveupdates.push.model import Device, Notification, Platform, SendResult
 from liveupdates.push.providers.answers import is_retryable, retry, short
-from liveupdates.push.providers.vapid import VapidKey, VapidSigner, b64url_decode
+from liveupdates.push.providers.vapid import VapidKey, VapidSigner, b64url_decode, origin
 
 # The public push services (setting push.webpush_hosts, env LIVEUPDATES_PUSH_WEBPUSH_HOSTS).
 DEFAULT_HOSTS: tuple[str, ...] = (
@@ -41,6 +41,7 @@ MAX_BODY = 4096
 MAX_PLAINTEXT = MAX_BODY - 86 - 1 - 16
 RECORD_SIZE = 4096
 TOPIC_CHARS = 32
+SERVICES_KEPT = 1024  # push services whose check is remembered (a handful in practice)
 
 
 # -- which endpoints may be contacted ------------------------------------------------------------
@@ -54,6 +55,18 @@ def parse_webpush_hosts(value: str | Iterable[str]) -> tuple[str, ...]:
     for entry in entries:
         split_entry(entry)
     return entries
+
+
+def service_part(url: str) -> str | None:
+    """`url` up to its path ("https://host:port/"): all that `endpoint_refusal` and the VAPID
+    origin depend on, so one answer serves every endpoint of a push service. None when `url`
+    has no "//" authority."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    # urlsplit ends the authority at the first of these, as here.
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    return f"{scheme}://{rest[:end]}/"
 
 
 def webpush_host_allowed(url: str, hosts: Iterable[str]) -> bool:
@@ -164,8 +177,11 @@ class WebPushProvider:
         # send, in the loop that sends.
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # A burst sends one notification to many devices: its plaintext is made once.
-        self._last: tuple[Notification, bytes] | None = None
+        # A burst sends one notification to many devices: its plaintext and topic are made once.
+        self._last: tuple[Notification, bytes, str] | None = None
+        # Per push service (service_part): why its endpoints are refused (None: they are not),
+        # and its VAPID origin. A burst goes to a few services, each checked once.
+        self._services: dict[str, tuple[str | None, str]] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -178,30 +194,45 @@ class WebPushProvider:
             )
         return self._session
 
-    def _plaintext(self, notification: Notification) -> bytes:
+    def _content(self, notification: Notification) -> tuple[bytes, str]:
+        """The plaintext and the Topic header of `notification`."""
         last = self._last
-        if last is not None and last[0] == notification:
-            return last[1]
-        data = plaintext(notification)
-        self._last = (notification, data)
-        return data
+        if last is None or last[0] != notification:
+            last = self._last = (
+                notification,
+                plaintext(notification),
+                topic(notification.collapse_key),
+            )
+        return last[1], last[2]
+
+    def _service(self, endpoint: str) -> tuple[str | None, str]:
+        part = service_part(endpoint)
+        if part is None:
+            return endpoint_refusal(endpoint, self.hosts), origin(endpoint)
+        known = self._services.get(part)
+        if known is None:
+            if len(self._services) >= SERVICES_KEPT:
+                self._services.clear()
+            known = self._services[part] = (endpoint_refusal(part, self.hosts), origin(part))
+        return known
 
     async def send(self, device: Device, notification: Notification) -> SendResult:
         endpoint = device.address
-        if not webpush_host_allowed(endpoint, self.hosts):
+        refusal, aud = self._service(endpoint)
+        if refusal is not None:
             return SendResult("failed", detail="endpoint host is not in push.webpush_hosts")
         try:
             to = subscription(device.keys)
         except ValueError as exc:
             return SendResult("failed", detail=str(exc))
-        data = self._plaintext(notification)
+        data, topic_header = self._content(notification)
         if len(data) > MAX_PLAINTEXT:
             return SendResult("too_large", detail=f"payload {len(data)} bytes > {MAX_PLAINTEXT}")
         headers = {
-            "Authorization": self.signer.authorization(endpoint),
+            "Authorization": self.signer.origin_authorization(aud),
             "TTL": str(max(0, int(notification.ttl))),
             "Urgency": notification.urgency,
-            "Topic": topic(notification.collapse_key),
+            "Topic": topic_header,
             "Content-Encoding": "aes128gcm",
             "Content-Type": "application/octet-stream",
         }
