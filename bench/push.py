@@ -176,7 +176,7 @@ def _payload() -> dict[str, Any]:
 async def project(port: int, n: int) -> dict[str, Any]:
     from liveupdates.backends import open_backends
     from liveupdates.events import channels_for, created_event, updated_event
-    from liveupdates.models import Device, Snapshot
+    from liveupdates.models import Snapshot
     from liveupdates.push.service import run_dispatcher
     from liveupdates.settings import Settings
 
@@ -201,18 +201,7 @@ async def project(port: int, n: int) -> dict[str, Any]:
     await store.append_version(first, "h1", 0, [created_event(first)], channels_for(first))
     keys = browser_keys()
     setup = time.perf_counter()
-    for i in range(n):
-        device_id = await devices.register(
-            Device(
-                id=f"d{i:07d}",
-                platform="webpush",
-                address=f"http://127.0.0.1:{port}/push/{i}",
-                keys=keys,
-            ),
-            "not-a-secret",
-            time.time(),
-        )
-        await devices.subscribe(device_id, "story:bench-story", "all", 200)
+    await register_followers(devices, port, n, keys)
     setup = time.perf_counter() - setup
     async with run_dispatcher(settings, backends) as dispatcher:
         assert dispatcher is not None
@@ -229,6 +218,34 @@ async def project(port: int, n: int) -> dict[str, Any]:
         cpu = cpu_seconds() - start_cpu
     await backends.close()
     return {"sent": n, "cpu": cpu, "wall": wall, "setup": setup, "peak_rss_mib": peak_rss_mib()}
+
+
+async def register_followers(devices: Any, port: int, n: int, keys: dict[str, str]) -> None:
+    """N Web Push devices following the story, written in large transactions: the same rows
+    `register` and `subscribe` write (one transaction each would make a 100,000-device setup
+    take minutes on a busy machine). Not measured."""
+    await devices.platform_counts()  # the device tables exist
+    now, keys_text = time.time(), json.dumps(keys, sort_keys=True)
+    for start in range(0, n, 5000):
+        ids = [f"d{i:07d}" for i in range(start, min(n, start + 5000))]
+        rows = [
+            (device_id, "webpush", f"http://127.0.0.1:{port}/push/{device_id}", keys_text, None)
+            for device_id in ids
+        ]
+
+        def write(c: Any, rows: list[tuple[Any, ...]] = rows, ids: list[str] = ids) -> None:
+            c.executemany(
+                "INSERT INTO push_devices (id, platform, address, keys, environment, secret,"
+                f" seen) VALUES (?, ?, ?, ?, ?, 'not-a-secret', {now!r})",
+                rows,
+            )
+            c.executemany(
+                "INSERT INTO push_subs (channel, device_id, notify) VALUES"
+                " ('story:bench-story', ?, 'all')",
+                [(device_id,) for device_id in ids],
+            )
+
+        await devices.store._run_write(write)
 
 
 # -- the orchestrator ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from liveupdates.store.devices import (
     StateUpdate,
     SubscriptionLimit,
 )
-from liveupdates.store.sqlite import SQLiteStore
+from liveupdates.store.sqlite import _IN_CHUNK, SQLiteStore
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS push_devices (
@@ -72,9 +72,6 @@ _SCHEMA = (
         PRIMARY KEY (provider, outcome)
     )""",
 )
-
-
-_IDS_PER_QUERY = 500
 
 
 def _due(state: State | None) -> float | None:
@@ -156,9 +153,8 @@ class SQLiteDeviceStore:
 
         def read(c: sqlite3.Connection) -> list[Any]:
             rows: list[Any] = []
-            # SQLite allows 32,766 parameters per statement (999 before 3.32): pages of 500.
-            for start in range(0, len(ids), _IDS_PER_QUERY):
-                page = ids[start : start + _IDS_PER_QUERY]
+            for start in range(0, len(ids), _IN_CHUNK):
+                page = ids[start : start + _IN_CHUNK]
                 rows += c.execute(
                     "SELECT id, platform, address, keys, environment, secret, seen"
                     f" FROM push_devices WHERE id IN ({','.join('?' * len(page))})",
