@@ -257,9 +257,16 @@ class SQLiteDeviceStore:
         return FollowerPage(followers, followers[-1].device_id if more and followers else None)
 
     async def channels(self) -> list[str]:
+        # One index seek per channel rather than DISTINCT, which walks every subscription: the
+        # dispatcher asks at every scan, and a story may have 100,000 followers.
         rows = await self._read(
             lambda c: c.execute(
-                "SELECT DISTINCT channel FROM push_subs ORDER BY channel"
+                "WITH RECURSIVE c(channel) AS ("
+                " SELECT MIN(channel) FROM push_subs"
+                " UNION ALL"
+                " SELECT (SELECT MIN(channel) FROM push_subs WHERE channel > c.channel)"
+                " FROM c WHERE c.channel IS NOT NULL"
+                ") SELECT channel FROM c WHERE channel IS NOT NULL"
             ).fetchall()
         )
         return [r[0] for r in rows]
