@@ -14,8 +14,11 @@ Three processes, all on 127.0.0.1 (see bench/README.md, "Device push"):
   a SQLite store holding N registered devices that follow one story; the story gains a paragraph
   (the real store write and event) and the clock runs until the service has counted N sends.
 
-"Per core" is sends / CPU seconds of the sending process (user + system, the SQLite thread
-included), so the figures do not depend on how the two cores are shared with the push service.
+"Per core" is sends / CPU seconds of the sending side (user + system): the baseline's process; for
+liveupdates every push process (the SQLite thread included) and, with --redis, the Redis server's
+own CPU. So the figures do not depend on how the two cores are shared with the push service.
+
+    python -m bench.push --devices 100000 --redis redis://127.0.0.1:6379/0 --processes 2
 """
 
 from __future__ import annotations

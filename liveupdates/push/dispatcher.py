@@ -4,14 +4,15 @@ Two loops, both on the store only (never on the hub's connections or the poller'
 push service delays nothing but its own sends):
 
 - **scan**: for every followed channel, read the log after the channel's durable cursor (the same
-  gapless logs the hub replays), turn each event into a `Change`, and merge it into the
-  coalescing state of every follower that wants it, a page of followers at a time. The cursor
-  moves past an event only once every page is merged; merging is idempotent (a state remembers
-  the highest story version it holds), so a dispatcher killed at any point and restarted reads
-  the event again and loses nothing. One process at a time reads a channel (a claim in the
+  gapless logs the hub replays), turn a batch of events into `Change`s, and merge them into the
+  coalescing state of every follower that wants them, a page of followers at a time (one read
+  and one write per page for the whole batch). The cursor moves past the batch only once every
+  page is merged; merging is idempotent (a state remembers the highest story version it holds),
+  so a dispatcher killed at any point and restarted reads the batch again and loses nothing. One process at a time reads a channel (a claim in the
   store, extended as it goes).
 - **send**: take the states that are due (leased in the store, so with several `push`
-  processes each is sent by one of them), build one notification per (device, story), send it
+  processes each is sent by one of them) with their devices (one read per take), build one
+  notification per (device, story), send it
   through the device's provider and record the answer: sent (the gap starts), gone (device
   removed), retry (after Retry-After or a backoff, a bounded number of times, then failed),
   too large (the body is shortened and sent again).
@@ -96,7 +97,9 @@ class Dispatcher:
         self._room = asyncio.Event()  # set when a send in flight ends
         # Sends that succeeded, recorded together (group commit: one store transaction for the
         # batch instead of three per send).
-        self._sent: Batcher[Sent, None] = Batcher(self._write_sent)
+        # Any failure is the store's (there is no bad item to single out): it fails the batch,
+        # and the leases bring its states back.
+        self._sent: Batcher[Sent, None] = Batcher(self._write_sent, outage=(Exception,))
 
     # -- running ---------------------------------------------------------------------------------
 
