@@ -14,8 +14,11 @@ Three processes, all on 127.0.0.1 (see bench/README.md, "Device push"):
   a SQLite store holding N registered devices that follow one story; the story gains a paragraph
   (the real store write and event) and the clock runs until the service has counted N sends.
 
-"Per core" is sends / CPU seconds of the sending process (user + system, the SQLite thread
-included), so the figures do not depend on how the two cores are shared with the push service.
+"Per core" is sends / CPU seconds of the sending side (user + system): the baseline's process; for
+liveupdates every push process (the SQLite thread included) and, with --redis, the Redis server's
+own CPU. So the figures do not depend on how the two cores are shared with the push service.
+
+    python -m bench.push --devices 100000 --redis redis://127.0.0.1:6379/0 --processes 2
 """
 
 from __future__ import annotations
@@ -173,22 +176,31 @@ def _payload() -> dict[str, Any]:
 # -- liveupdates: the real dispatcher ------------------------------------------------------------
 
 
-async def project(port: int, n: int) -> dict[str, Any]:
-    from liveupdates.backends import open_backends
-    from liveupdates.events import channels_for, created_event, updated_event
-    from liveupdates.models import Device, Snapshot
-    from liveupdates.push.service import run_dispatcher
+def bench_settings(port: int, redis_url: str | None, prefix: str) -> Any:
     from liveupdates.settings import Settings
 
-    data = Path(tempfile.mkdtemp(prefix="pushbench-"))
-    settings = replace(
+    return replace(
         Settings(),
-        data_dir=data,
+        data_dir=Path(tempfile.mkdtemp(prefix="pushbench-")),
         hub_demo=False,
         push_webpush_hosts=(f"127.0.0.1:{port}",),
         push_min_gap=0.0,
         push_scan_interval=0.05,
+        redis_url=redis_url,
+        redis_prefix=prefix,
     )
+
+
+async def project(
+    port: int, n: int, redis_url: str | None = None, processes: int = 1
+) -> dict[str, Any]:
+    from liveupdates.backends import open_backends
+    from liveupdates.events import channels_for, created_event, updated_event
+    from liveupdates.models import Snapshot
+    from liveupdates.push.service import run_dispatcher
+
+    prefix = f"pushbench-{os.getpid()}:"
+    settings = bench_settings(port, redis_url, prefix)
     backends = open_backends(settings)
     devices, store = backends.devices, backends.store
     first = Snapshot(
@@ -198,37 +210,169 @@ async def project(port: int, n: int) -> dict[str, Any]:
         title="Ferry timetable changes",
         paragraphs=("The evening crossing moves.",),
     )
-    await store.append_version(first, "h1", 0, [created_event(first)], channels_for(first))
-    keys = browser_keys()
-    setup = time.perf_counter()
-    for i in range(n):
-        device_id = await devices.register(
-            Device(
-                id=f"d{i:07d}",
-                platform="webpush",
-                address=f"http://127.0.0.1:{port}/push/{i}",
-                keys=keys,
-            ),
-            "not-a-secret",
-            time.time(),
+    helpers: list[subprocess.Popen[str]] = []
+    try:
+        await store.append_version(first, "h1", 0, [created_event(first)], channels_for(first))
+        keys = browser_keys()
+        setup = time.perf_counter()
+        if redis_url:
+            await register_followers_api(devices, port, n, keys)
+        else:
+            await register_followers(devices, port, n, keys)
+        setup = time.perf_counter() - setup
+        async with run_dispatcher(settings, backends) as dispatcher:
+            assert dispatcher is not None
+            await dispatcher.scan_once()  # the channel's cursor is at the log's end: nothing old
+            # More push processes on the same Redis, as `liveupdates push` runs them.
+            for _ in range(processes - 1):
+                helpers.append(_start_helper(port, redis_url or "", prefix))
+            for helper in helpers:
+                assert helper.stdout is not None
+                line = await asyncio.to_thread(helper.stdout.readline)
+                assert line.strip() == "ready", line
+            second = replace(first, paragraphs=(*first.paragraphs, "It leaves at 19:40 from May."))
+            already = await received_async(port)  # the service counts every run's sends
+            store_cpu = await redis_cpu(redis_url)
+            start_cpu, start = cpu_seconds(), time.perf_counter()
+            await store.append_version(
+                second, "h2", 1, [updated_event(first, second, 1)], channels_for(second)
+            )
+            while await received_async(port) < already + n:
+                await asyncio.sleep(0.05)
+            wall = time.perf_counter() - start
+            cpu = cpu_seconds() - start_cpu
+            store_cpu = await redis_cpu(redis_url) - store_cpu
+        helper_cpu = [_stop_helper(helper) for helper in helpers]
+    finally:
+        for helper in helpers:
+            helper.kill()
+        if redis_url:
+            await forget_prefix(redis_url, prefix)
+        await backends.close()
+    return {
+        "sent": n,
+        # Every push process's CPU, and Redis's (the SQLite thread is in this process's).
+        "cpu": cpu + sum(helper_cpu) + store_cpu,
+        "store_cpu": store_cpu,
+        "wall": wall,
+        "setup": setup,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def _start_helper(port: int, redis_url: str, prefix: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.push", "dispatch", str(port), redis_url, prefix],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stop_helper(helper: subprocess.Popen[str]) -> float:
+    out, _ = helper.communicate(input="", timeout=60)  # closing its stdin ends it
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return result["cpu"]
+
+
+async def dispatch(port: int, redis_url: str, prefix: str) -> dict[str, float]:
+    """One more push process on the bench's Redis: dispatches until its stdin closes; its CPU
+    from when it was ready."""
+    from liveupdates.backends import open_backends
+    from liveupdates.push.service import run_dispatcher
+
+    settings = bench_settings(port, redis_url, prefix)
+    backends = open_backends(settings)
+    try:
+        async with run_dispatcher(settings, backends) as dispatcher:
+            assert dispatcher is not None
+            await dispatcher.scan_once()
+            start_cpu = cpu_seconds()
+            print("ready", flush=True)
+            await asyncio.to_thread(sys.stdin.read)
+            return {"cpu": cpu_seconds() - start_cpu}
+    finally:
+        await backends.close()
+
+
+async def redis_cpu(redis_url: str | None) -> float:
+    """CPU seconds the Redis server has used (0 without Redis). A Redis shared with other work
+    counts that work too: the figure can only be too high."""
+    if not redis_url:
+        return 0.0
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        info = await client.info("cpu")
+    finally:
+        await client.aclose()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def forget_prefix(redis_url: str, prefix: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        batch: list[Any] = []
+        async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                await client.unlink(*batch)
+                batch = []
+        if batch:
+            await client.unlink(*batch)
+    finally:
+        await client.aclose()
+
+
+async def register_followers_api(devices: Any, port: int, n: int, keys: dict[str, str]) -> None:
+    """N Web Push devices following the story through the store's own calls (Redis), many at
+    a time. Not measured."""
+    from liveupdates.models import Device
+
+    async def one(i: int) -> None:
+        device = Device(
+            id=f"d{i:07d}",
+            platform="webpush",
+            address=f"http://127.0.0.1:{port}/push/d{i:07d}",
+            keys=keys,
         )
+        device_id = await devices.register(device, "not-a-secret", time.time())
         await devices.subscribe(device_id, "story:bench-story", "all", 200)
-    setup = time.perf_counter() - setup
-    async with run_dispatcher(settings, backends) as dispatcher:
-        assert dispatcher is not None
-        await dispatcher.scan_once()  # the channel's cursor is at the log's end: nothing old
-        second = replace(first, paragraphs=(*first.paragraphs, "It leaves at 19:40 from May."))
-        already = await received_async(port)  # the service counts every run's sends
-        start_cpu, start = cpu_seconds(), time.perf_counter()
-        await store.append_version(
-            second, "h2", 1, [updated_event(first, second, 1)], channels_for(second)
-        )
-        while await received_async(port) < already + n:
-            await asyncio.sleep(0.05)
-        wall = time.perf_counter() - start
-        cpu = cpu_seconds() - start_cpu
-    await backends.close()
-    return {"sent": n, "cpu": cpu, "wall": wall, "setup": setup, "peak_rss_mib": peak_rss_mib()}
+
+    # 50 at a time: the Redis client's pool holds 100 connections.
+    for start in range(0, n, 50):
+        await asyncio.gather(*(one(i) for i in range(start, min(n, start + 50))))
+
+
+async def register_followers(devices: Any, port: int, n: int, keys: dict[str, str]) -> None:
+    """N Web Push devices following the story, written in large transactions: the same rows
+    `register` and `subscribe` write (one transaction each would make a 100,000-device setup
+    take minutes on a busy machine). Not measured."""
+    await devices.platform_counts()  # the device tables exist
+    now, keys_text = time.time(), json.dumps(keys, sort_keys=True)
+    for start in range(0, n, 5000):
+        ids = [f"d{i:07d}" for i in range(start, min(n, start + 5000))]
+        rows = [
+            (device_id, "webpush", f"http://127.0.0.1:{port}/push/{device_id}", keys_text, None)
+            for device_id in ids
+        ]
+
+        def write(c: Any, rows: list[tuple[Any, ...]] = rows, ids: list[str] = ids) -> None:
+            c.executemany(
+                "INSERT INTO push_devices (id, platform, address, keys, environment, secret,"
+                f" seen) VALUES (?, ?, ?, ?, ?, 'not-a-secret', {now!r})",
+                rows,
+            )
+            c.executemany(
+                "INSERT INTO push_subs (channel, device_id, notify) VALUES"
+                " ('story:bench-story', ?, 'all')",
+                [(device_id,) for device_id in ids],
+            )
+
+        await devices.store._run_write(write)
 
 
 # -- the orchestrator ---------------------------------------------------------------------------
@@ -252,7 +396,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run(sizes: list[int], baseline_n: int, repeats: int) -> list[dict[str, Any]]:
+def run(
+    sizes: list[int], baseline_n: int, repeats: int, redis_url: str, processes: int
+) -> list[dict[str, Any]]:
     port = _free_port()
     service = subprocess.Popen(
         [sys.executable, "-m", "bench.push", "receive", str(port)],
@@ -265,7 +411,7 @@ def run(sizes: list[int], baseline_n: int, repeats: int) -> list[dict[str, Any]]
         for n in sizes:
             ours, theirs = [], []
             for _ in range(repeats):  # alternating: project, baseline, project, ...
-                ours.append(_child("project", str(port), str(n)))
+                ours.append(_child("project", str(port), str(n), redis_url, str(processes)))
                 theirs.append(_child("baseline", str(port), str(baseline_n)))
             ratios = sorted(
                 (o["sent"] / o["cpu"]) / (t["sent"] / t["cpu"])
@@ -274,6 +420,8 @@ def run(sizes: list[int], baseline_n: int, repeats: int) -> list[dict[str, Any]]
             rows.append(
                 {
                     "devices": n,
+                    "setup": f"{processes} push process{'es' if processes > 1 else ''}, "
+                    + ("Redis" if redis_url else "SQLite"),
                     "per_core": sorted(o["sent"] / o["cpu"] for o in ours),
                     "baseline_per_core": sorted(t["sent"] / t["cpu"] for t in theirs),
                     "ratio": ratios,
@@ -296,9 +444,9 @@ def table(rows: list[dict[str, Any]]) -> str:
         f"Device push, Web Push to a local service, {os.cpu_count()} cores "
         "(median of alternating repetitions, [min-max])",
         "",
-        "| devices | liveupdates sends/s per core | pywebpush loop per core | ratio | "
+        "| devices | liveupdates | sends/s per core | pywebpush loop per core | ratio | "
         "wall time | peak RSS | target |",
-        "|---:|---:|---:|---:|---:|---:|---|",
+        "|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         ratio, wall = row["ratio"], row["wall"]
@@ -309,7 +457,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             row["devices"] < 100_000 or wall[-1] <= TARGET_SECONDS_100K
         )
         lines.append(
-            f"| {row['devices']:,} | {mid(row['per_core']):,.0f} | "
+            f"| {row['devices']:,} | {row['setup']} | {mid(row['per_core']):,.0f} | "
             f"{mid(row['baseline_per_core']):,.0f} | {mid(ratio):.2f}x "
             f"[{ratio[0]:.2f}-{ratio[-1]:.2f}] | {mid(wall):.1f} s [{wall[0]:.1f}-{wall[-1]:.1f}] | "
             f"{row['peak_rss_mib']:.0f} MiB (baseline {row['baseline_peak_rss_mib']:.0f}) | "
@@ -319,22 +467,38 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] in ("receive", "baseline", "project"):
+    if len(sys.argv) > 1 and sys.argv[1] in ("receive", "baseline", "project", "dispatch"):
         role, port = sys.argv[1], int(sys.argv[2])
         if role == "receive":
             asyncio.run(receive(port))
         elif role == "baseline":
             print(json.dumps(baseline(port, int(sys.argv[3]))))
+        elif role == "dispatch":
+            print(json.dumps(asyncio.run(dispatch(port, sys.argv[3], sys.argv[4]))))
         else:
-            print(json.dumps(asyncio.run(project(port, int(sys.argv[3])))))
+            n, redis_url, processes = int(sys.argv[3]), sys.argv[4] or None, int(sys.argv[5])
+            print(json.dumps(asyncio.run(project(port, n, redis_url, processes))))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", default="10000,100000", help="comma-separated sizes")
     parser.add_argument("--baseline", type=int, default=2000, help="sends in the baseline loop")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="push processes sharing the work (more than 1 needs --redis)",
+    )
+    parser.add_argument(
+        "--redis",
+        default="",
+        help="store on this Redis (a key prefix of its own) instead of SQLite",
+    )
     args = parser.parse_args()
+    if args.processes > 1 and not args.redis:
+        parser.error("--processes above 1 needs --redis (push processes share work on Redis)")
     sizes = [int(s) for s in args.devices.split(",")]
-    print(table(run(sizes, args.baseline, args.repeats)))
+    print(table(run(sizes, args.baseline, args.repeats, args.redis, args.processes)))
 
 
 if __name__ == "__main__":

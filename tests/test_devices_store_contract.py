@@ -74,6 +74,20 @@ async def test_register_get_and_reregister_keeps_the_id(
     assert await ds.platform_counts() == {"webpush": 1, "apns": 1}
 
 
+async def test_get_many_reads_the_known_devices_of_a_page_at_once(
+    stores: tuple[DeviceStore, DeviceStore],
+) -> None:
+    ds, other = stores
+    assert await ds.get_many([]) == {}
+    for i in range(1, 1203):  # more ids than one SQL statement takes
+        await ds.register(web(i), f"hash-{i}", float(i))
+    wanted = [f"dev{i:04d}" for i in range(1, 1203)] + ["nope", "dev0007"]
+    got = await other.get_many(wanted)
+    assert set(got) == {f"dev{i:04d}" for i in range(1, 1203)}
+    assert got["dev0007"].device == web(7)
+    assert (got["dev1202"].secret_hash, got["dev1202"].seen_at) == ("hash-1202", 1202.0)
+
+
 async def test_subscriptions_limit_and_followers(stores: tuple[DeviceStore, DeviceStore]) -> None:
     ds, other = stores
     await ds.register(web(1), "h", 1.0)

@@ -265,6 +265,25 @@ async def test_followers_are_paged_and_a_restart_resends_nothing(backends: Backe
     assert len(r.provider.sent) == 1200
 
 
+async def test_events_read_in_one_batch_give_one_notification_per_story(
+    backends: Backends,
+) -> None:
+    """Three updates published before the dispatcher looks: read as one batch, merged into each
+    follower's state in one go, sent as one notification covering all three."""
+    r = rig(backends, push_min_gap=0.0)
+    await publish(backends.store, story([P1]))
+    followers = [await r.device(n, "story:harbour-wall", "all") for n in range(3)]
+    d = r.dispatcher()
+    for paragraphs in ([P1, P2], [P1, P2, P3], [P1, P2, P3, P4]):
+        await publish(backends.store, story(paragraphs))
+    await step(d)
+    for device_id in followers:
+        [note] = r.provider.sent_to(device_id)
+        assert (note.updates, note.seq) == (3, 4)
+    await step(d)
+    assert len(r.provider.sent) == 3
+
+
 async def test_expire_forgets_idle_devices(backends: Backends) -> None:
     r = rig(backends, push_device_ttl_days=1.0)
     await publish(backends.store, story([P1]))

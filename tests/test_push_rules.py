@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from liveupdates.diff.engine import diff
 from liveupdates.events import created_event, updated_event
 from liveupdates.netguard.hosts import endpoint_refusal, loopback_networks
 from liveupdates.push import coalesce
+from liveupdates.push.providers.vapid import origin
+from liveupdates.push.providers.webpush import service_part
 from liveupdates.push.rules import Change, change_from_event, wants
 from tests.support.pushapp import story
 
@@ -139,3 +143,32 @@ def test_notification_and_cut() -> None:
     assert coalesce.retry_delay(0, 30) == 30
     assert coalesce.retry_delay(0, None) == 2
     assert coalesce.retry_delay(20, None) == 300
+
+
+def _outcome(fn: Any, url: str) -> object:
+    try:
+        return fn(url)
+    except ValueError as exc:
+        return type(exc)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(["https", "http", "HTTPS", "ftp", " https", "https:"]),
+    st.sampled_from(["", "user:pw@", "u@"]),
+    st.sampled_from(
+        ["fcm.googleapis.com", "web.push.apple.com", "127.0.0.1", "[::1]", "[::1", "ho\tst", ""]
+    ),
+    st.sampled_from(["", ":9000", ":443", ":x", ":99999"]),
+    st.text(alphabet="/?#:@ab\t", max_size=8),
+)
+def test_one_check_per_push_service_answers_as_the_whole_endpoint_would(
+    scheme: str, userinfo: str, host: str, port: str, rest: str
+) -> None:
+    """The Web Push sender checks an endpoint's service part once for all its endpoints: the
+    allow-list's answer and the VAPID origin must be those of the whole URL."""
+    url = f"{scheme}://{userinfo}{host}{port}{rest}"
+    part = service_part(url)
+    assert part is not None
+    for check in (lambda u: endpoint_refusal(u, DEFAULT_HOSTS), origin):
+        assert _outcome(check, part) == _outcome(check, url), (url, part)

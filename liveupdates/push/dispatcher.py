@@ -4,14 +4,15 @@ Two loops, both on the store only (never on the hub's connections or the poller'
 push service delays nothing but its own sends):
 
 - **scan**: for every followed channel, read the log after the channel's durable cursor (the same
-  gapless logs the hub replays), turn each event into a `Change`, and merge it into the
-  coalescing state of every follower that wants it, a page of followers at a time. The cursor
-  moves past an event only once every page is merged; merging is idempotent (a state remembers
-  the highest story version it holds), so a dispatcher killed at any point and restarted reads
-  the event again and loses nothing. One process at a time reads a channel (a claim in the
+  gapless logs the hub replays), turn a batch of events into `Change`s, and merge them into the
+  coalescing state of every follower that wants them, a page of followers at a time (one read
+  and one write per page for the whole batch). The cursor moves past the batch only once every
+  page is merged; merging is idempotent (a state remembers the highest story version it holds),
+  so a dispatcher killed at any point and restarted reads the batch again and loses nothing. One process at a time reads a channel (a claim in the
   store, extended as it goes).
 - **send**: take the states that are due (leased in the store, so with several `push`
-  processes each is sent by one of them), build one notification per (device, story), send it
+  processes each is sent by one of them) with their devices (one read per take), build one
+  notification per (device, story), send it
   through the device's provider and record the answer: sent (the gap starts), gone (device
   removed), retry (after Retry-After or a backoff, a bounded number of times, then failed),
   too large (the body is shortened and sent again).
@@ -27,7 +28,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -37,7 +38,8 @@ from liveupdates.push.model import Notification, Provider, SendResult
 from liveupdates.push.rules import Change, change_from_event, wants
 from liveupdates.settings import Settings
 from liveupdates.store.base import ChannelLogs
-from liveupdates.store.devices import Cursor, DeviceStore, State, StateKey
+from liveupdates.store.batch import Batcher
+from liveupdates.store.devices import Cursor, DeviceRecord, DeviceStore, State, StateKey
 
 log = logging.getLogger("liveupdates.push")
 
@@ -65,6 +67,8 @@ class DispatchStats:
 
 
 Observer = Callable[[str, str], None]  # (provider, outcome): for Prometheus
+# A successful send waiting to be recorded: (key, the state taken, platform, device seen at).
+Sent = tuple[StateKey, State, str, float]
 
 
 class Dispatcher:
@@ -90,10 +94,12 @@ class Dispatcher:
         self._slots = {p: asyncio.Semaphore(settings.push_concurrency) for p in self.providers}
         self._store_slots = asyncio.Semaphore(STORE_SLOTS)
         self._inflight: set[asyncio.Task[None]] = set()
-        # Sends that succeeded, waiting to be recorded together (one store transaction for the
-        # batch instead of three per send): (key, taken, platform, seen_at, recorded).
-        self._sent: list[tuple[StateKey, State, str, float, asyncio.Future[None]]] = []
-        self._sent_flusher: asyncio.Task[None] | None = None
+        self._room = asyncio.Event()  # set when a send in flight ends
+        # Sends that succeeded, recorded together (group commit: one store transaction for the
+        # batch instead of three per send).
+        # Any failure is the store's (there is no bad item to single out): it fails the batch,
+        # and the leases bring its states back.
+        self._sent: Batcher[Sent, None] = Batcher(self._write_sent, outage=(Exception,))
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -190,28 +196,39 @@ class Dispatcher:
                         entries[0].seq - 1,
                         extra={"channel": channel},
                     )
-                for entry in entries:
-                    change = change_from_event(channel, entry.seq, bounds.epoch, entry.event)
-                    if change is not None:
-                        await self._fan_out(channel, change)
-                    cursor = Cursor(bounds.epoch, entry.seq)
-                    await self.devices.set_cursor(channel, cursor)
-                    done += 1
+                changes = [
+                    change
+                    for entry in entries
+                    if (change := change_from_event(channel, entry.seq, bounds.epoch, entry.event))
+                    is not None
+                ]
+                if changes:
+                    await self._fan_out(channel, changes)
+                # The cursor moves once per batch: a restart reads the batch again, and merging
+                # what was merged already changes nothing.
+                cursor = Cursor(bounds.epoch, entries[-1].seq)
+                await self.devices.set_cursor(channel, cursor)
+                done += len(entries)
         finally:
             await self.devices.release_channel(channel, self.owner)
         return done
 
-    async def _fan_out(self, channel: str, change: Change) -> None:
+    async def _fan_out(self, channel: str, changes: list[Change]) -> None:
+        """Merge a batch of the channel's changes into its followers' states: each page of
+        followers is read once and written in one store call for the whole batch."""
         after: str | None = None
         gap = self.settings.push_min_gap
         while True:
             page = await self.devices.followers(channel, after, FOLLOWER_PAGE)
-            keys = [
-                (f.device_id, change.story_id) for f in page.followers if wants(f.notify, change)
-            ]
-            if keys:
+            wanted: dict[StateKey, list[Change]] = {}
+            for follower in page.followers:
+                for change in changes:
+                    if wants(follower.notify, change):
+                        key = (follower.device_id, change.story_id)
+                        wanted.setdefault(key, []).append(change)
+            if wanted:
                 await self.devices.update_states(
-                    keys, partial(_merge, change=change, now=self.clock(), gap=gap)
+                    list(wanted), partial(_merge, changes=wanted, now=self.clock(), gap=gap)
                 )
             if page.next_after is None:
                 return
@@ -221,43 +238,53 @@ class Dispatcher:
     # -- send: coalescing states -> providers ------------------------------------------------------
 
     async def send_once(self) -> int:
-        """Start sends for what is due, as many as there are free slots (waiting for one when
-        none is free); how many were started. Sends run on: `drain` waits for them."""
+        """Start sends for what is due, as many as there are free slots (waiting for half of
+        them to be free); how many were started. Sends run on: `drain` waits for them."""
         # Each provider has its own `push_concurrency` slots, so a slow one delays only its sends.
         cap = self.settings.push_concurrency * max(1, len(self.providers))
-        if len(self._inflight) >= cap:
-            await asyncio.wait(tuple(self._inflight), return_when=asyncio.FIRST_COMPLETED)
-        room = cap - len(self._inflight)
-        taken = await self.devices.take_due(self.clock(), room, SEND_LEASE)
-        for key, state in taken:
-            task = asyncio.create_task(self._deliver(key, state))
+        # Taking is a store write and reading the devices a store read: taking for half the
+        # slots at once rather than for each one freed keeps those calls few and large.
+        while len(self._inflight) > cap // 2:
+            self._room.clear()
+            await self._room.wait()
+        taken = await self.devices.take_due(self.clock(), cap - len(self._inflight), SEND_LEASE)
+        if not taken:
+            return 0
+        pending = [(key, state) for key, state in taken if int(state.get("n", 0))]
+        if len(pending) < len(taken):
+            idle = [key for key, state in taken if not int(state.get("n", 0))]
+            await self.devices.update_states(idle, lambda _k, s: _nothing_due(s))
+        records = await self.devices.get_many([key[0] for key, _ in pending])
+        gone = [key for key, _ in pending if key[0] not in records]
+        if gone:  # the device was removed meanwhile: so is its state
+            await self.devices.update_states(gone, lambda _k, _s: None)
+        for key, state in pending:
+            record = records.get(key[0])
+            if record is None:
+                continue
+            task = asyncio.create_task(self._deliver(key, state, record))
             self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            task.add_done_callback(self._done)
         return len(taken)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._room.set()
 
     async def drain(self) -> None:
         """Wait for every send in flight (tests, shutdown)."""
         while self._inflight:
             await asyncio.wait(tuple(self._inflight))
 
-    async def _deliver(self, key: StateKey, taken: State) -> None:
+    async def _deliver(self, key: StateKey, taken: State, record: DeviceRecord) -> None:
         try:
-            await self._deliver_one(key, taken)
+            await self._deliver_one(key, taken, record)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the store went away mid-send: the lease brings it back
             log.warning("push delivery failed: %s: %s", type(exc).__name__, str(exc)[:200])
 
-    async def _deliver_one(self, key: StateKey, taken: State) -> None:
-        device_id, _ = key
-        async with self._store_slots:
-            if not int(taken.get("n", 0)):
-                await self.devices.update_states([key], lambda _k, s: _nothing_due(s))
-                return
-            record = await self.devices.get(device_id)
-            if record is None:
-                await self.devices.update_states([key], lambda _k, _s: None)
-                return
+    async def _deliver_one(self, key: StateKey, taken: State, record: DeviceRecord) -> None:
         platform = record.device.platform
         provider = self.providers.get(platform)
         note = coalesce.notification(taken, ttl=self.settings.push_ttl)
@@ -267,55 +294,32 @@ class Dispatcher:
             async with self._slots[platform]:
                 result = await self._send(provider, record.device, note)
         if result.status == "sent":
-            await self._record_sent(key, taken, platform, record.seen_at)
+            # Recorded with the others that finished meanwhile: one store call for the group,
+            # returning once it is in the store.
+            await self._sent.submit((key, taken, platform, record.seen_at))
             return
         async with self._store_slots:
             await self._record(key, taken, platform, result)
 
-    async def _record_sent(
-        self, key: StateKey, taken: State, platform: str, seen_at: float
-    ) -> None:
-        """Record a successful send with the others that finished meanwhile (group commit);
-        returns once it is in the store."""
-        recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sent.append((key, taken, platform, seen_at, recorded))
-        if self._sent_flusher is None or self._sent_flusher.done():
-            self._sent_flusher = asyncio.create_task(self._flush_sent())
-        await recorded
-
-    async def _flush_sent(self) -> None:
-        await asyncio.sleep(0)  # sends finishing in this turn of the loop join the batch
-        while self._sent:
-            batch, self._sent = self._sent, []
-            try:
-                async with self._store_slots:
-                    await self._write_sent(batch)
-            except Exception as exc:  # the store went away: the leases bring the states back
-                for *_, recorded in batch:
-                    if not recorded.done():
-                        recorded.set_exception(exc)
-            else:
-                for *_, recorded in batch:
-                    if not recorded.done():
-                        recorded.set_result(None)
-
-    async def _write_sent(
-        self, batch: list[tuple[StateKey, State, str, float, asyncio.Future[None]]]
-    ) -> None:
+    async def _write_sent(self, batch: Sequence[Sent]) -> list[None]:
         now = self.clock()
-        taken = {key: state for key, state, *_ in batch}
+        taken = {key: state for key, state, _, _ in batch}
         gap = self.settings.push_min_gap
-        await self.devices.update_states(
-            list(taken),
-            lambda key, state: coalesce.after_sent(state, taken[key], now, gap),
-        )
-        for device_id in {key[0] for key, _, _, seen_at, _ in batch if now - seen_at > TOUCH_EVERY}:
-            await self.devices.touch(device_id, now)
-        sent: dict[str, int] = {}
-        for _, _, platform, _, _ in batch:
-            sent[platform] = sent.get(platform, 0) + 1
-        for platform, n in sent.items():
-            await self._count(platform, "sent", n)
+        async with self._store_slots:
+            await self.devices.update_states(
+                list(taken),
+                lambda key, state: coalesce.after_sent(state, taken[key], now, gap),
+            )
+            for device_id in {
+                key[0] for key, _, _, seen_at in batch if now - seen_at > TOUCH_EVERY
+            }:
+                await self.devices.touch(device_id, now)
+            sent: dict[str, int] = {}
+            for _, _, platform, _ in batch:
+                sent[platform] = sent.get(platform, 0) + 1
+            for platform, n in sent.items():
+                await self._count(platform, "sent", n)
+        return [None] * len(batch)
 
     async def _record(self, key: StateKey, taken: State, platform: str, result: SendResult) -> None:
         device_id, _ = key
@@ -403,9 +407,16 @@ class Dispatcher:
 
 
 def _merge(
-    _key: StateKey, state: State | None, *, change: Change, now: float, gap: float
+    key: StateKey,
+    state: State | None,
+    *,
+    changes: Mapping[StateKey, list[Change]],
+    now: float,
+    gap: float,
 ) -> State | None:
-    return coalesce.merge(state, change, now, gap)
+    for change in changes[key]:
+        state = coalesce.merge(state, change, now, gap)
+    return state
 
 
 def _nothing_due(state: State | None) -> State | None:

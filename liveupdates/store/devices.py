@@ -96,6 +96,11 @@ class DeviceStore(Protocol):
 
     async def get(self, device_id: str) -> DeviceRecord | None: ...
 
+    async def get_many(self, device_ids: Sequence[str]) -> dict[str, DeviceRecord]:
+        """The records of those of `device_ids` that exist, in one store call (the dispatcher
+        reads a page of sends' devices at a time)."""
+        ...
+
     async def touch(self, device_id: str, now: float) -> None:
         """The device was seen now (an API call or a delivery)."""
         ...

@@ -145,17 +145,29 @@ class RedisDeviceStore:
         return device_id
 
     async def get(self, device_id: str) -> DeviceRecord | None:
-        raw: Any = await self.client.hgetall(f"{self.p}dev:{device_id}")
-        if not raw or "secret" not in raw:
-            return None
-        device = Device(
-            device_id,
-            raw["platform"],
-            raw["address"],
-            json.loads(raw["keys"]),
-            raw["environment"] or None,
-        )
-        return DeviceRecord(device, raw["secret"], float(raw["seen"]))
+        return (await self.get_many([device_id])).get(device_id)
+
+    async def get_many(self, device_ids: Sequence[str]) -> dict[str, DeviceRecord]:
+        ids = list(dict.fromkeys(device_ids))
+        if not ids:
+            return {}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for device_id in ids:
+                pipe.hgetall(f"{self.p}dev:{device_id}")
+            raws: list[Any] = await pipe.execute()
+        out: dict[str, DeviceRecord] = {}
+        for device_id, raw in zip(ids, raws, strict=True):
+            if not raw or "secret" not in raw:
+                continue
+            device = Device(
+                device_id,
+                raw["platform"],
+                raw["address"],
+                json.loads(raw["keys"]),
+                raw["environment"] or None,
+            )
+            out[device_id] = DeviceRecord(device, raw["secret"], float(raw["seen"]))
+        return out
 
     async def touch(self, device_id: str, now: float) -> None:
         key = f"{self.p}dev:{device_id}"

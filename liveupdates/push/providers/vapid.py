@@ -141,7 +141,10 @@ class VapidSigner:
 
     def token(self, endpoint: str) -> str:
         """The JWT for `endpoint`'s origin (cached)."""
-        aud = origin(endpoint)
+        return self.origin_token(origin(endpoint))
+
+    def origin_token(self, aud: str) -> str:
+        """The JWT for an origin as `origin` spells it (cached)."""
         now = self._clock()
         with self._lock:
             cached = self._cache.get(aud)
@@ -154,4 +157,7 @@ class VapidSigner:
             return token
 
     def authorization(self, endpoint: str) -> str:
-        return f"vapid t={self.token(endpoint)}, k={self._k}"
+        return self.origin_authorization(origin(endpoint))
+
+    def origin_authorization(self, aud: str) -> str:
+        return f"vapid t={self.origin_token(aud)}, k={self._k}"
