@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from liveupdates import metrics
 from liveupdates.events import utcnow_iso
-from liveupdates.models import FeedConfig, PushedBody, WebSubSubscription
+from liveupdates.models import MAX_REASON, FeedConfig, PushedBody, WebSubSubscription
 from liveupdates.store.base import Store
 from liveupdates.store.websub import WebSubStore
 from liveupdates.websub.signature import valid_signature
@@ -48,7 +48,6 @@ class Deliver(Protocol):
 LocalIngest = Callable[[], Deliver | None]
 
 MAX_CHALLENGE = 1024
-MAX_REASON = 200
 MAX_LEASE_SECONDS = 10 * 365 * 86400
 # Only what parsing needs travels with a pushed body.
 _KEPT_HEADERS = ("content-type", "content-location")
