@@ -516,17 +516,6 @@ class RedisStore:
         raw = None if key is None else await self.client.hget(key, f"v:{version}")
         return _version_from_json(raw) if raw is not None else None
 
-    async def recent_versions(self, story_id: str, limit: int) -> list[StoredVersion]:
-        key = await self._story_key(story_id)
-        if key is None or limit <= 0:
-            return []
-        latest = int(await self.client.hget(key, "latest") or 0)
-        fields = [f"v:{n}" for n in range(latest, max(latest - limit, 0), -1)]
-        if not fields:
-            return []
-        raws = await self.client.hmget(key, fields)
-        return [_version_from_json(r) for r in raws if r is not None]
-
     async def story_by_url(self, url: str) -> StoredVersion | None:
         # The url index is per feed (so the append script stays in one slot): ask every feed
         # that has stories, in one round trip.

@@ -492,18 +492,6 @@ class SQLiteStore:
         )
         return self._version(row) if row else None
 
-    async def recent_versions(self, story_id: str, limit: int) -> list[StoredVersion]:
-        if limit <= 0:
-            return []
-        rows = await self._run(
-            lambda c: c.execute(
-                "SELECT snapshot, version, content_hash, at FROM versions"
-                " WHERE story_id = ? ORDER BY version DESC LIMIT ?",
-                (story_id, limit),
-            ).fetchall()
-        )
-        return [self._version(r) for r in rows]
-
     async def story_by_url(self, url: str) -> StoredVersion | None:
         row = await self._run(
             lambda c: c.execute(
