@@ -163,6 +163,12 @@ async def stream(scope: Scope, receive: Receive, send: Send) -> None:
     query, address = opened
     del opened
     hub: Hub = scope["app"].state.hub
+    if scope["method"] == "HEAD":
+        # The head a GET would get, and the end: a HEAD has no body, so no stream to hold open.
+        hub.limits.release(address)
+        await send({"type": "http.response.start", "status": 200, "headers": list(HEADERS)})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
     conn = SSEConnection(hub.settings.hub_send_queue)
     hub.connections.add(conn)
     metrics.client_connected("sse")
