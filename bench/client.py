@@ -11,7 +11,6 @@ collector is off between `arm` and the end of `wait`, so client pauses do not co
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -24,7 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.payload import read_t0
-from bench.proc import command_loop, reply_stream
+from bench.proc import Handler, child_main
 from bench.receipts import Receipts
 from bench.receiver import Receiver
 
@@ -148,32 +147,22 @@ class Load(Receipts):
         self.readers.clear()
         return {"closed": count}
 
+    def commands(self) -> dict[str, Handler]:
+        return {
+            "receiver": self.receiver,
+            "connect": self.connect,
+            "arm": self.arm,
+            "wait": self.wait,
+            "close": self.close,
+        }
 
-async def amain(max_seconds: float) -> None:
-    out = reply_stream()
-    load = Load()
-    try:
-        await command_loop(
-            out,
-            {
-                "receiver": load.receiver,
-                "connect": load.connect,
-                "arm": load.arm,
-                "wait": load.wait,
-                "close": load.close,
-            },
-            max_seconds=max_seconds,
-            hello={},
-        )
-    finally:
-        for ws in load.conns:
+    async def stop(self) -> None:
+        for ws in self.conns:
             ws.transport.abort()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--max-seconds", type=float, default=1800)
-    asyncio.run(amain(parser.parse_args().max_seconds))
+    child_main(Load, max_seconds=1800)
 
 
 if __name__ == "__main__":

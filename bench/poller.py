@@ -7,7 +7,6 @@ InMemoryBus, as `liveupdates serve` runs them); `httpx_round` is the baseline: b
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import tempfile
 import time
@@ -17,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from bench.proc import command_loop, reply_stream
+from bench.proc import Handler, child_main
 from liveupdates.bus.memory import InMemoryBus
 from liveupdates.ingest import Ingestor
 from liveupdates.models import FeedConfig
@@ -78,7 +77,14 @@ class Worker:
 
         return await self._round(one, args["concurrency"])
 
-    async def close(self) -> None:
+    def commands(self) -> dict[str, Handler]:
+        return {
+            "setup": self.setup,
+            "ingest_round": self.ingest_round,
+            "httpx_round": self.httpx_round,
+        }
+
+    async def stop(self) -> None:
         await self.client.aclose()
         await self.fetcher.aclose()
         await self.bus.close()
@@ -86,28 +92,8 @@ class Worker:
         self.tmp.cleanup()
 
 
-async def amain(max_seconds: float) -> None:
-    out = reply_stream()
-    worker = Worker()
-    try:
-        await command_loop(
-            out,
-            {
-                "setup": worker.setup,
-                "ingest_round": worker.ingest_round,
-                "httpx_round": worker.httpx_round,
-            },
-            max_seconds=max_seconds,
-            hello={},
-        )
-    finally:
-        await worker.close()
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--max-seconds", type=float, default=900)
-    asyncio.run(amain(parser.parse_args().max_seconds))
+    child_main(Worker, max_seconds=900)
 
 
 if __name__ == "__main__":

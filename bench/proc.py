@@ -6,6 +6,7 @@ stdin closes (the orchestrator died), or after its own `--max-seconds`, so nothi
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -17,7 +18,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / "bench" / "results" / "logs"
@@ -69,6 +70,31 @@ async def command_loop(
             traceback.print_exc()
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         out.write(json.dumps(answer) + "\n")
+
+
+class CommandChild(Protocol):
+    """What a load child serves: its commands, and what to let go of when it ends, however."""
+
+    def commands(self) -> dict[str, Handler]: ...
+
+    async def stop(self) -> None: ...
+
+
+def child_main(make: Callable[[], CommandChild], *, max_seconds: float) -> None:
+    """A load child's whole `main`: `--max-seconds` (default `max_seconds`), the reply stream,
+    `make()` (in the event loop: it may open connections), its commands, then its `stop`."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--max-seconds", type=float, default=max_seconds)
+    asyncio.run(_serve(make, parser.parse_args().max_seconds))
+
+
+async def _serve(make: Callable[[], CommandChild], max_seconds: float) -> None:
+    out = reply_stream()
+    child = make()
+    try:
+        await command_loop(out, child.commands(), max_seconds=max_seconds, hello={})
+    finally:
+        await child.stop()
 
 
 # -- orchestrator side ---------------------------------------------------------------------------

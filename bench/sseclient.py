@@ -12,14 +12,13 @@ Commands: `connect` (open N streams, return once each answered 200 with its head
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import re
 import time
 from collections import Counter
 from typing import Any
 
-from bench.proc import command_loop, reply_stream
+from bench.proc import Handler, child_main
 from bench.receipts import Receipts
 
 T0 = re.compile(rb'"t0":([0-9.eE+-]+)[,}]')
@@ -144,33 +143,23 @@ class Load(Receipts):
         await asyncio.sleep(0.5)  # let the closes go out before the server is stopped
         return {"closed": count}
 
+    def commands(self) -> dict[str, Handler]:
+        return {
+            "connect": self.connect,
+            "ready": self.ready,
+            "arm": self.arm,
+            "wait": self.wait,
+            "close": self.close,
+        }
 
-async def amain(max_seconds: float) -> None:
-    out = reply_stream()
-    load = Load()
-    try:
-        await command_loop(
-            out,
-            {
-                "connect": load.connect,
-                "ready": load.ready,
-                "arm": load.arm,
-                "wait": load.wait,
-                "close": load.close,
-            },
-            max_seconds=max_seconds,
-            hello={},
-        )
-    finally:
-        for stream in load.streams:
+    async def stop(self) -> None:
+        for stream in self.streams:
             if stream.transport is not None:
                 stream.transport.abort()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--max-seconds", type=float, default=1800)
-    asyncio.run(amain(parser.parse_args().max_seconds))
+    child_main(Load, max_seconds=1800)
 
 
 if __name__ == "__main__":

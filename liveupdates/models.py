@@ -157,6 +157,8 @@ def feed_channel(feed_id: str) -> str:
 # said no; failed: the hub could not be reached or refused (`reason`); unsubscribing: we asked
 # the hub to stop (kept until the hub verifies, so its unsubscribe check can be answered).
 SubState = Literal["pending", "active", "denied", "failed", "unsubscribing"]
+# The longest `reason` kept: it comes from outside (a hub's words, a network error's text).
+MAX_REASON = 200
 
 
 @dataclass(slots=True)

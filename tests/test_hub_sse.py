@@ -204,3 +204,16 @@ async def test_a_reader_that_stops_reading_is_dropped_while_others_get_everythin
     writer.close()
     assert b'event: close\ndata: {"type":"close","code":4008' in rest
     await until(lambda: not hub.hub.connections, timeout=DEADLINE)
+
+
+async def test_head_answers_the_head_and_holds_no_stream(hub_server: HubServerHandle) -> None:
+    hub = hub_server
+    await hub.publish("bridge")
+    async with httpx.AsyncClient(base_url=hub.base_url, timeout=DEADLINE) as http:
+        head = await http.head("/v1/sse", params={"channel": "story:bridge"})
+        assert head.status_code == 200
+        assert head.headers["content-type"].startswith("text/event-stream")
+        assert (await http.head("/v1/sse", params={"channel": "story:nope"})).status_code == 404
+        # The same keep-alive connection serves the next request: the HEAD's response ended.
+        assert (await http.get("/v1/stories/bridge")).status_code == 200
+        await until(lambda: not hub.hub.connections, timeout=DEADLINE)

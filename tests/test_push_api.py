@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ import pytest
 
 from liveupdates.api.openapi import openapi_document
 from liveupdates.backends import Backends, open_url
+from liveupdates.push.api import MAX_BODY_BYTES
 from liveupdates.server import build_app
 from liveupdates.settings import Settings
 from tests.support.pushapp import browser_keys, publish, push_settings, story, subscription
@@ -197,6 +199,22 @@ async def test_bad_registrations_are_400_naming_the_field(api: Api, body: Any, f
 async def test_not_json_is_400(api: Api) -> None:
     r = await api.client.post("/v1/devices", content=b"{nope")
     assert (r.status_code, r.json()["error"]["field"]) == (400, "body")
+
+
+async def test_an_oversized_body_is_refused_before_it_has_all_arrived(api: Api) -> None:
+    # A chunked body (no Content-Length) that never ends: refused once past the limit, so a
+    # client cannot make the server hold more than that.
+    endless = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"x" * (MAX_BODY_BYTES + 1)
+        await endless.wait()
+        yield b"never sent"
+
+    r = await asyncio.wait_for(api.client.post("/v1/devices", content=body()), 30)
+    endless.set()
+    assert (r.status_code, r.json()["error"]["field"]) == (400, "body")
+    assert await api.backends.devices.platform_counts() == {}
 
 
 async def test_loopback_host_with_port_allows_http_there(api: Api) -> None:

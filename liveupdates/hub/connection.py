@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from starlette.websockets import WebSocket
 from websockets.frames import Frame as WireFrame
@@ -237,14 +237,51 @@ class QueuedConnection:
 DirectWrite = Callable[["str | FrameRun"], bool]
 
 
-class _SharedWireFrame:
-    """The serialized WebSocket frame of the last text sent, reused while the same text is sent.
+W = TypeVar("W", bound=Callable[[str], bool])
 
-    The fan-out hands one `str` object to every reader of a channel in turn; a server frame
-    without extensions (permessage-deflate off, the default) is the same bytes for all of them.
-    Serializing once per update instead of once per reader is what the fan-out profile asked for
-    (README.md, "Benchmarks"): websockets' send_text/send_frame/serialize was about a third of the
-    per-reader cost.
+
+class DirectConnection(QueuedConnection, Generic[W]):
+    """A `QueuedConnection` whose transport can also take a frame synchronously, from the
+    fan-out's pass, without a writer waking up.
+
+    `_direct` is the transport's writer (None: it has none, everything queues); it returns False
+    when the transport cannot take the frame now, and the frame queues instead. It is used only
+    while nothing is queued and the writer holds nothing taken off the queue (`_in_flight`), so a
+    frame never overtakes an earlier one. This runs per reader per frame: keep it to these checks.
+    """
+
+    __slots__ = ("_direct", "_in_flight")
+
+    def __init__(self, limit: int, direct: W | None = None) -> None:
+        super().__init__(limit)
+        self._direct = direct
+        self._in_flight = False  # the writer holds frames not yet written: keep order, queue
+
+    @property
+    def writes_directly(self) -> bool:
+        return self._direct is not None
+
+    def send_text(self, text: str) -> bool:
+        direct = self._direct
+        if (
+            direct is not None
+            and not self._in_flight
+            and not self._queue
+            and self.close_code is None
+            and direct(text)
+        ):
+            return True
+        return super().send_text(text)
+
+
+class SharedFrame:
+    """The wire bytes of the last text written, reused while the same text is written.
+
+    The fan-out hands one `str` object to every reader of a channel in turn, and a transport
+    frames it the same way for all of them: framing once per update instead of once per reader is
+    what the fan-out profile asked for (README.md, "Benchmarks"). The text is matched by identity,
+    not equality: comparing kilobytes per reader would cost what it saves. A transport subclasses
+    this with its `frame`.
     """
 
     __slots__ = ("text", "wire")
@@ -255,9 +292,23 @@ class _SharedWireFrame:
 
     def get(self, text: str) -> bytes:
         if text is not self.text:
-            self.wire = WireFrame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+            self.wire = self.frame(text)
             self.text = text
         return self.wire
+
+    def frame(self, text: str) -> bytes:
+        raise NotImplementedError
+
+
+class _SharedWireFrame(SharedFrame):
+    """A server WebSocket text frame: without extensions (permessage-deflate off, the default) it
+    is the same bytes for every reader; websockets' send_text/send_frame/serialize was about a
+    third of the per-reader cost."""
+
+    __slots__ = ()
+
+    def frame(self, text: str) -> bytes:
+        return WireFrame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
 
 
 _shared_frame = _SharedWireFrame()
@@ -334,7 +385,7 @@ def direct_writer(websocket: WebSocket) -> DirectWrite | None:
     return write
 
 
-class WebSocketConnection(QueuedConnection):
+class WebSocketConnection(DirectConnection[DirectWrite]):
     """Starlette (on uvicorn) WebSocket transport: `run_writer` is the connection's only writer.
 
     A frame is written synchronously when nothing is queued or in flight and the socket can take
@@ -342,27 +393,9 @@ class WebSocketConnection(QueuedConnection):
     """
 
     def __init__(self, websocket: WebSocket, limit: int) -> None:
-        super().__init__(limit)
+        super().__init__(limit, direct_writer(websocket))
         self.websocket = websocket
-        self._direct = direct_writer(websocket)
         self._transport = _uvicorn_transport(websocket)
-        self._in_flight = False  # the writer holds frames not yet written: keep order, queue
-
-    @property
-    def writes_directly(self) -> bool:
-        return self._direct is not None
-
-    def send_text(self, text: str) -> bool:
-        direct = self._direct
-        if (
-            direct is not None
-            and not self._in_flight
-            and not self._queue
-            and self.close_code is None
-            and direct(text)
-        ):
-            return True
-        return super().send_text(text)
 
     def send_run(self, run: FrameRun) -> int:
         direct = self._direct

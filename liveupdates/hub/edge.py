@@ -32,6 +32,22 @@ SECURITY_HEADERS = [
 RATE_LIMITED_PREFIXES = ("/v1/stories", "/v1/feeds", "/v1/devices", "/v1/push")
 
 
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None as soon as it is known to be over `limit` bytes (its
+    Content-Length, or what has arrived): a client cannot make us hold more than `limit`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def client_address(scope: Scope) -> str:
     client = scope.get("client")
     return client[0] if client else "unknown"

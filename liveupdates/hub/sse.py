@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 from liveupdates import metrics
 from liveupdates.api.models import SSEQuery
 from liveupdates.api.params import parse
-from liveupdates.hub.connection import QueuedConnection
+from liveupdates.hub.connection import DirectConnection
 from liveupdates.hub.core import Hub
 from liveupdates.hub.edge import too_many
 from liveupdates.hub.fanout import Membership
@@ -44,7 +44,7 @@ SSE_BATCH = 64
 RETRY = f"retry: {SSE_RETRY_MS}\n\n".encode()
 
 
-class SSEConnection(QueuedConnection):
+class SSEConnection(DirectConnection[SSEWrite]):
     """The queue is drained by the response body instead of a WebSocket writer.
 
     Once the response head is out, an event is written straight to uvicorn's transport from the
@@ -52,31 +52,16 @@ class SSEConnection(QueuedConnection):
     takes it; otherwise it joins the queue, which the body drains through ASGI as before.
     """
 
-    __slots__ = ("_direct", "_in_flight", "_wrote_at")
+    __slots__ = ("wrote_at",)
 
     def __init__(self, limit: int) -> None:
         super().__init__(limit)
-        self._direct: SSEWrite | None = None
-        self._in_flight = False  # the body holds events not yet written: keep order, queue
-        # When the stream last wrote (time.monotonic): heartbeats come after silence only, and
-        # direct writes do not pass the stream's loop.
-        self._wrote_at = time.monotonic()
+        # When the stream last wrote (time.monotonic): heartbeats come after silence only. The
+        # direct writer sets it too, as its writes do not pass the stream's loop.
+        self.wrote_at = time.monotonic()
 
     def write_directly(self, write: SSEWrite | None) -> None:
         self._direct = write
-
-    def send_text(self, text: str) -> bool:
-        direct = self._direct
-        if (
-            direct is not None
-            and not self._in_flight
-            and not self._queue
-            and self.close_code is None
-            and direct(text)
-        ):
-            self._wrote_at = time.monotonic()
-            return True
-        return super().send_text(text)
 
     def wait_armed(self, heartbeat: float) -> asyncio.Future[Any] | None:
         """The future to await for more to write (result True: `heartbeat` passed idle), or None
@@ -86,7 +71,7 @@ class SSEConnection(QueuedConnection):
             return None
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
-        silent = time.monotonic() - self._wrote_at
+        silent = time.monotonic() - self.wrote_at
         timer = loop.call_later(max(0.0, heartbeat - silent), _beat, waiter)
         waiter.add_done_callback(lambda _: timer.cancel())
         return waiter
@@ -99,11 +84,11 @@ class SSEConnection(QueuedConnection):
         if self.close_code is not None:
             return None
         if self._queue:
-            self._wrote_at = time.monotonic()
+            self.wrote_at = time.monotonic()
             return "".join(self._take(SSE_BATCH))
         # (The loop may run a timer a hair early: a millisecond's slack, not a second spin.)
-        if beat and time.monotonic() - self._wrote_at >= heartbeat - 0.001:
-            self._wrote_at = time.monotonic()
+        if beat and time.monotonic() - self.wrote_at >= heartbeat - 0.001:
+            self.wrote_at = time.monotonic()
             return SSE_HEARTBEAT
         return ""
 
@@ -178,6 +163,12 @@ async def stream(scope: Scope, receive: Receive, send: Send) -> None:
     query, address = opened
     del opened
     hub: Hub = scope["app"].state.hub
+    if scope["method"] == "HEAD":
+        # The head a GET would get, and the end: a HEAD has no body, so no stream to hold open.
+        hub.limits.release(address)
+        await send({"type": "http.response.start", "status": 200, "headers": list(HEADERS)})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
     conn = SSEConnection(hub.settings.hub_send_queue)
     hub.connections.add(conn)
     metrics.client_connected("sse")
@@ -189,7 +180,7 @@ async def stream(scope: Scope, receive: Receive, send: Send) -> None:
         watch = DisconnectWatch(receive, conn)
         await send({"type": "http.response.start", "status": 200, "headers": list(HEADERS)})
         await send({"type": "http.response.body", "body": RETRY, "more_body": True})
-        conn.write_directly(direct_writer(scope, receive))
+        conn.write_directly(direct_writer(scope, receive, conn))
         heartbeat = hub.settings.hub_sse_heartbeat
         while True:
             waiter = conn.wait_armed(heartbeat)
@@ -210,6 +201,7 @@ async def stream(scope: Scope, receive: Receive, send: Send) -> None:
         conn.peer_closed(1006)
     finally:
         conn.close(1000)
+        conn.write_directly(None)  # the writer refers to conn: no cycle left for the collector
         await joining.stop()
         if watch is not None:
             await watch.stop()

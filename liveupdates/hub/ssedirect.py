@@ -16,33 +16,32 @@ returns None: the queue and the ASGI `send` are always correct on their own.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.types import Receive, Scope
+
+from liveupdates.hub.connection import SharedFrame
 
 SSEWrite = Callable[[str], bool]
 
 
-class SharedChunk:
-    """The HTTP/1.1 chunk of the last event text written, reused while the same text is written.
+class SharedChunk(SharedFrame):
+    """An event text as one HTTP/1.1 chunk: the fan-out hands one `str` (`Frame.sse`) to every
+    SSE reader of a channel in turn."""
 
-    The fan-out hands one `str` (`Frame.sse`) to every SSE reader of a channel in turn: framing it
-    once per event instead of once per reader is the point (identity, not equality: comparing
-    kilobytes per reader would cost what it saves)."""
+    __slots__ = ()
 
-    __slots__ = ("text", "wire")
+    def frame(self, text: str) -> bytes:
+        data = text.encode()
+        return b"%x\r\n%b\r\n" % (len(data), data)
 
-    def __init__(self) -> None:
-        self.text: str | None = None
-        self.wire = b""
 
-    def get(self, text: str) -> bytes:
-        if text is not self.text:
-            data = text.encode()
-            self.wire = b"%x\r\n%b\r\n" % (len(data), data)
-            self.text = text
-        return self.wire
+class Stream(Protocol):
+    """The SSE connection the writer writes for (sse.SSEConnection)."""
+
+    wrote_at: float  # time.monotonic() of the stream's last write
 
 
 _shared_chunk = SharedChunk()
@@ -61,7 +60,7 @@ def _chunked(cycle: Any) -> bool:
     return isinstance(writer, ChunkedWriter)
 
 
-def direct_writer(scope: Scope, receive: Receive) -> SSEWrite | None:
+def direct_writer(scope: Scope, receive: Receive, stream: Stream) -> SSEWrite | None:
     """A synchronous event writer for this response, once its head is sent; None if unsure."""
     if scope.get("method") != "GET":
         return None
@@ -74,6 +73,7 @@ def direct_writer(scope: Scope, receive: Receive) -> SSEWrite | None:
         return None
     write_bytes = transport.write
     shared = _shared_chunk
+    monotonic = time.monotonic
 
     def write(text: str) -> bool:
         # Only while uvicorn's flow control says the socket takes more: past that, events wait in
@@ -83,6 +83,7 @@ def direct_writer(scope: Scope, receive: Receive) -> SSEWrite | None:
         if transport.is_closing():
             return False
         write_bytes(shared.get(text))
+        stream.wrote_at = monotonic()  # heartbeats come after silence only
         return True
 
     return write

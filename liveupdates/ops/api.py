@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 from liveupdates import metrics
 from liveupdates.events import utcnow_iso
 from liveupdates.feeds.config import SELF_PLACEHOLDER, derived_feed_id
+from liveupdates.hub.edge import read_body
 from liveupdates.models import FeedConfig, WebSubSubscription
 from liveupdates.netguard import AddressPolicy, AddressRefused
 from liveupdates.netguard.transport import check_url_address
@@ -100,8 +101,8 @@ class AdminApi:
         return run
 
     async def _body(self, request: Request) -> Any:
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
+        raw = await read_body(request, MAX_BODY_BYTES)
+        if raw is None:
             raise ApiError(413, "too_large", f"the body must be at most {MAX_BODY_BYTES} bytes")
         try:
             return json.loads(raw or b"null")

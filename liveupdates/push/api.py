@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from liveupdates.hub.edge import client_address
+from liveupdates.hub.edge import client_address, read_body
 from liveupdates.hub.limits import Refused, RequestRate
 from liveupdates.hub.rest import error_response
 from liveupdates.hub.state import feed_exists
@@ -57,8 +57,8 @@ class PushApi:
         self.rate = registration_rate(settings.push_register_per_minute)
 
     async def _body(self, request: Request, *, optional: bool = False) -> Any:
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
+        raw = await read_body(request, MAX_BODY_BYTES)
+        if raw is None:
             raise FieldError("body", f"is larger than {MAX_BODY_BYTES} bytes")
         if not raw.strip():
             if optional:

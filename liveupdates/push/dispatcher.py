@@ -8,14 +8,13 @@ push service delays nothing but its own sends):
   coalescing state of every follower that wants them, a page of followers at a time (one read
   and one write per page for the whole batch). The cursor moves past the batch only once every
   page is merged; merging is idempotent (a state remembers the highest story version it holds),
-  so a dispatcher killed at any point and restarted reads the batch again and loses nothing. One process at a time reads a channel (a claim in the
-  store, extended as it goes).
+  so a dispatcher killed at any point and restarted reads the batch again and loses nothing.
+  One process at a time reads a channel (a claim in the store, extended as it goes).
 - **send**: take the states that are due (leased in the store, so with several `push`
   processes each is sent by one of them) with their devices (one read per take), build one
-  notification per (device, story), send it
-  through the device's provider and record the answer: sent (the gap starts), gone (device
-  removed), retry (after Retry-After or a backoff, a bounded number of times, then failed),
-  too large (the body is shortened and sent again).
+  notification per (device, story), send it through the device's provider and record the
+  answer: sent (the gap starts), gone (device removed), retry (after Retry-After or a backoff,
+  a bounded number of times, then failed), too large (the body is shortened and sent again).
 
 A send in flight when the process is killed is sent again after its lease: the only repeat
 possible, and it carries the same collapse key, so the device still shows one notification.

@@ -177,10 +177,6 @@ class StoryStore(Protocol):
 
     async def get_version(self, story_id: str, version: int) -> StoredVersion | None: ...
 
-    async def recent_versions(self, story_id: str, limit: int) -> list[StoredVersion]:
-        """Newest first."""
-        ...
-
     async def story_by_url(self, url: str) -> StoredVersion | None:
         """Latest version of the story whose current (canonical) url is `url`."""
         ...

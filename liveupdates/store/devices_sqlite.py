@@ -21,7 +21,7 @@ from liveupdates.store.devices import (
     StateUpdate,
     SubscriptionLimit,
 )
-from liveupdates.store.sqlite import _IN_CHUNK, SQLiteStore
+from liveupdates.store.sqlite import SQLiteStore, in_lists
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS push_devices (
@@ -153,11 +153,10 @@ class SQLiteDeviceStore:
 
         def read(c: sqlite3.Connection) -> list[Any]:
             rows: list[Any] = []
-            for start in range(0, len(ids), _IN_CHUNK):
-                page = ids[start : start + _IN_CHUNK]
+            for page, marks in in_lists(ids):
                 rows += c.execute(
                     "SELECT id, platform, address, keys, environment, secret, seen"
-                    f" FROM push_devices WHERE id IN ({','.join('?' * len(page))})",
+                    f" FROM push_devices WHERE id IN ({marks})",
                     page,
                 ).fetchall()
             return rows

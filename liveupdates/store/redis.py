@@ -235,6 +235,11 @@ class RedisStore:
 
     # -- keys ------------------------------------------------------------------------------------
 
+    @property
+    def feeds_key(self) -> str:
+        """Every feed's config; the WebSub store part reads it too (`push_target`)."""
+        return f"{self.prefix}feeds"
+
     def _feed_key(self, feed_id: str, name: str) -> str:
         return f"{self.prefix}{{feed:{feed_id}}}:{name}"
 
@@ -298,22 +303,22 @@ class RedisStore:
 
     async def upsert_feed(self, feed: FeedConfig) -> None:
         await self.client.hset(
-            f"{self.prefix}feeds", feed.id, json.dumps(asdict(feed), ensure_ascii=False)
+            self.feeds_key, feed.id, json.dumps(asdict(feed), ensure_ascii=False)
         )
 
     async def get_feed(self, feed_id: str) -> FeedConfig | None:
-        raw = await self.client.hget(f"{self.prefix}feeds", feed_id)
+        raw = await self.client.hget(self.feeds_key, feed_id)
         return FeedConfig(**json.loads(_str(raw))) if raw is not None else None
 
     async def list_feeds(self) -> list[FeedConfig]:
-        raw = await self.client.hgetall(f"{self.prefix}feeds")
+        raw = await self.client.hgetall(self.feeds_key)
         feeds = [FeedConfig(**json.loads(_str(v))) for v in raw.values()]
         return sorted(feeds, key=lambda f: f.id)
 
     async def feed_listing(self, after: str | None, limit: int) -> list[FeedListing]:
         if limit <= 0:
             return []
-        raw = await self.client.hgetall(f"{self.prefix}feeds")
+        raw = await self.client.hgetall(self.feeds_key)
         page = sorted(
             (FeedConfig(**json.loads(_str(v))) for k, v in raw.items() if _str(k) > (after or "")),
             key=lambda f: f.id,
@@ -342,7 +347,7 @@ class RedisStore:
 
     async def delete_feed(self, feed_id: str) -> bool:
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.hdel(f"{self.prefix}feeds", feed_id)
+            pipe.hdel(self.feeds_key, feed_id)
             pipe.delete(self._feed_key(feed_id, "fetch"), self._feed_key(feed_id, "next"))
             removed, _ = await pipe.execute()
         return bool(removed)
@@ -391,7 +396,7 @@ class RedisStore:
 
     async def feed_health(self, feed_id: str) -> FeedHealth | None:
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.hget(f"{self.prefix}feeds", feed_id)
+            pipe.hget(self.feeds_key, feed_id)
             self._queue_health(pipe, feed_id)
             config, *rest = await pipe.execute()
         return None if config is None else self._health(config, *rest)
@@ -399,7 +404,7 @@ class RedisStore:
     async def feeds_health(self) -> list[FeedHealth]:
         # Two round trips whatever the number of feeds: the list, then every feed's keys in one
         # pipeline (one script could not, as each feed's keys have their own hash slot).
-        configs = await self.client.hgetall(f"{self.prefix}feeds")
+        configs = await self.client.hgetall(self.feeds_key)
         ids = sorted(_str(k) for k in configs)
         if not ids:
             return []
@@ -510,17 +515,6 @@ class RedisStore:
         key = await self._story_key(story_id)
         raw = None if key is None else await self.client.hget(key, f"v:{version}")
         return _version_from_json(raw) if raw is not None else None
-
-    async def recent_versions(self, story_id: str, limit: int) -> list[StoredVersion]:
-        key = await self._story_key(story_id)
-        if key is None or limit <= 0:
-            return []
-        latest = int(await self.client.hget(key, "latest") or 0)
-        fields = [f"v:{n}" for n in range(latest, max(latest - limit, 0), -1)]
-        if not fields:
-            return []
-        raws = await self.client.hmget(key, fields)
-        return [_version_from_json(r) for r in raws if r is not None]
 
     async def story_by_url(self, url: str) -> StoredVersion | None:
         # The url index is per feed (so the append script stays in one slot): ask every feed

@@ -23,7 +23,7 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,6 +57,15 @@ MEMORY = ":memory:"
 
 # Ids per `IN (...)` list: well under SQLite's smallest limit on bound parameters (999).
 _IN_CHUNK = 500
+
+
+def in_lists(ids: Sequence[str]) -> Iterator[tuple[Sequence[str], str]]:
+    """`ids` in pieces small enough for one `IN (...)` each, with that piece's "?,?,...": SQLite
+    caps the number of bound parameters per statement."""
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i : i + _IN_CHUNK]
+        yield chunk, ",".join("?" * len(chunk))
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -299,10 +308,7 @@ class SQLiteStore:
     async def _read_fetch_states(self, feed_ids: Sequence[str]) -> list[FetchState]:
         def read(c: sqlite3.Connection) -> dict[str, str]:
             found: dict[str, str] = {}
-            unique = list(dict.fromkeys(feed_ids))
-            for i in range(0, len(unique), _IN_CHUNK):
-                chunk = unique[i : i + _IN_CHUNK]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in in_lists(list(dict.fromkeys(feed_ids))):
                 found.update(
                     c.execute(
                         f"SELECT feed_id, state FROM fetch_state WHERE feed_id IN ({marks})",
@@ -467,10 +473,7 @@ class SQLiteStore:
 
         def read(c: sqlite3.Connection) -> dict[str, str]:
             found: dict[str, str] = {}
-            # Chunked: SQLite caps the number of bound parameters per statement.
-            for i in range(0, len(ids), _IN_CHUNK):
-                chunk = ids[i : i + _IN_CHUNK]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in in_lists(ids):
                 rows = c.execute(
                     "SELECT s.id, v.content_hash FROM stories s"
                     " JOIN versions v ON v.story_id = s.id AND v.version = s.latest"
@@ -491,18 +494,6 @@ class SQLiteStore:
             ).fetchone()
         )
         return self._version(row) if row else None
-
-    async def recent_versions(self, story_id: str, limit: int) -> list[StoredVersion]:
-        if limit <= 0:
-            return []
-        rows = await self._run(
-            lambda c: c.execute(
-                "SELECT snapshot, version, content_hash, at FROM versions"
-                " WHERE story_id = ? ORDER BY version DESC LIMIT ?",
-                (story_id, limit),
-            ).fetchall()
-        )
-        return [self._version(r) for r in rows]
 
     async def story_by_url(self, url: str) -> StoredVersion | None:
         row = await self._run(

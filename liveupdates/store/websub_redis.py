@@ -29,7 +29,7 @@ class RedisWebSubStore:
     def __init__(self, store: RedisStore) -> None:
         self.client = store.client
         self.prefix = f"{store.prefix}websub:"
-        self._feeds = f"{store.prefix}feeds"  # the main store's feed configs (RedisStore.get_feed)
+        self._feeds = store.feeds_key  # the main store's feed configs (RedisStore.get_feed)
 
     def _key(self, feed_id: str) -> str:
         return f"{self.prefix}sub:{feed_id}"

@@ -20,7 +20,8 @@ from starlette.routing import BaseRoute, Route
 
 from liveupdates import metrics
 from liveupdates.events import utcnow_iso
-from liveupdates.models import FeedConfig, PushedBody, WebSubSubscription
+from liveupdates.hub.edge import read_body
+from liveupdates.models import MAX_REASON, FeedConfig, PushedBody, WebSubSubscription
 from liveupdates.store.base import Store
 from liveupdates.store.websub import WebSubStore
 from liveupdates.websub.signature import valid_signature
@@ -48,7 +49,6 @@ class Deliver(Protocol):
 LocalIngest = Callable[[], Deliver | None]
 
 MAX_CHALLENGE = 1024
-MAX_REASON = 200
 MAX_LEASE_SECONDS = 10 * 365 * 86400
 # Only what parsing needs travels with a pushed body.
 _KEPT_HEADERS = ("content-type", "content-location")
@@ -154,19 +154,6 @@ class Callback:
 
     # -- content distribution --------------------------------------------------------------
 
-    async def _body(self, request: Request) -> bytes | None:
-        declared = request.headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return None
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     async def content(self, request: Request) -> Response:
         # The subscription and the feed's config in one store read: a push makes no other store
         # call before its ingest starts (the count below runs beside it).
@@ -176,7 +163,7 @@ class Callback:
             # 410 tells a hub to drop a subscription we do not have (WebSub §7).
             return PlainTextResponse("gone", status_code=410)
         try:
-            body = await self._body(request)
+            body = await read_body(request, self.max_body_bytes)
         except ClientDisconnect:
             return Response(status_code=400)
         if body is None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import httpx
 
 from liveupdates.feeds.fetch import USER_AGENT
+from liveupdates.models import MAX_REASON
 from liveupdates.netguard import AddressPolicy, AddressRefused
 from liveupdates.netguard.transport import guarded_client
 from liveupdates.settings import Settings
@@ -23,7 +24,6 @@ log = logging.getLogger("liveupdates.websub")
 
 # A hub answers a subscription request at once (202) and verifies later: a short wait suffices.
 HUB_TIMEOUT = 10.0
-MAX_REASON = 200
 
 
 def make_hub_client(settings: Settings) -> httpx.AsyncClient:

@@ -156,8 +156,5 @@ class VapidSigner:
             self._cache[aud] = (token, float(exp))
             return token
 
-    def authorization(self, endpoint: str) -> str:
-        return self.origin_authorization(origin(endpoint))
-
     def origin_authorization(self, aud: str) -> str:
         return f"vapid t={self.origin_token(aud)}, k={self._k}"
