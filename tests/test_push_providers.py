@@ -28,10 +28,10 @@ from liveupdates.push.providers.webpush import (
     MAX_PLAINTEXT,
     WebPushProvider,
     parse_webpush_hosts,
-    subscription_keys,
     topic,
     webpush_host_allowed,
 )
+from liveupdates.push.registration import subscription_keys
 from liveupdates.settings import Settings
 from tests.support.feedserver import ALLOW_LOOPBACK
 from tests.support.pushservers import (
