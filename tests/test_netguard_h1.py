@@ -139,6 +139,21 @@ async def test_no_answer_and_a_bad_answer_are_connection_errors(client: H1Client
             await client.post(server.origin, "/", [], b"x")
 
 
+async def test_an_answer_cut_short_or_never_given_fails_without_waiting_for_more() -> None:
+    cut = b"HTTP/1.1 500 Oops\r\nContent-Length: 100\r\n\r\nshort|close"
+    http = H1Client(LOOPBACK, limit=4, timeout=0.5)
+    try:
+        async with Scripted(lambda _n: cut) as server:
+            with pytest.raises(ConnectionResetError):
+                await http.post(server.origin, "/", [], b"x")
+        async with Scripted(lambda _n: b"") as server:  # reads the request, never answers
+            with pytest.raises(TimeoutError):
+                await http.post(server.origin, "/", [], b"x")
+            await until(lambda: not http._open, message="the timed-out connection stayed open")
+    finally:
+        await http.aclose()
+
+
 async def test_a_header_or_path_that_would_break_the_request_is_refused_unsent(
     client: H1Client,
 ) -> None:

@@ -104,6 +104,7 @@ class _Connection(BaseProtocol):
         # BaseProtocol's flow control pauses and resumes its `_parser` (typed optional there).
         self._parser = self._reader = parser
         self._waiter: asyncio.Future[tuple[Any, Any]] | None = None
+        self._payload: Any = None  # the body being read (aiohttp's StreamReader)
         self.closed = False
         self.idle_since = 0.0
 
@@ -122,6 +123,7 @@ class _Connection(BaseProtocol):
             if waiter is None or waiter.done():
                 self._fail(BadAnswer("an answer nobody asked for"))
                 return
+            self._payload = payload
             waiter.set_result((message, payload))
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -129,15 +131,22 @@ class _Connection(BaseProtocol):
         self._client._open.discard(self)
         with contextlib.suppress(HttpProcessingError):
             self._reader.feed_eof()  # ends a body that runs to the close
-        lost = ConnectionResetError("the service closed the connection")
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(lost)
+        self._end(ConnectionResetError("the service closed the connection"))
         super().connection_lost(exc)
 
-    def _fail(self, exc: Exception) -> None:
+    def _end(self, exc: Exception) -> None:
+        """Whoever waits for the answer or its body gets `exc`."""
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(exc)
+        if self._payload is not None and not self._payload.is_eof():
+            self._payload.set_exception(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        self._end(exc)
         self.close()
+
+    def expire(self) -> None:
+        self._fail(TimeoutError("no answer in time"))
 
     def close(self) -> None:
         self.closed = True
@@ -186,20 +195,35 @@ class H1Client:
             f"Content-Length: {len(body)}\r\n\r\n"
         )
         request = head.encode("ascii") + body  # UnicodeEncodeError is a ValueError
-        async with self._slots, asyncio.timeout(self._timeout):
-            connection = self._reuse(origin) or await self._connect(origin)
+        loop = asyncio.get_running_loop()
+        async with self._slots:
+            deadline = loop.time() + self._timeout
+            connection = self._reuse(origin)
+            if connection is None:
+                async with asyncio.timeout_at(deadline):
+                    connection = await self._connect(origin)
+            # A timer rather than asyncio.timeout for the exchange (one handle, no context
+            # manager or task bookkeeping per request): on expiry the connection fails its
+            # waiters and is dropped.
+            timer = loop.call_at(deadline, connection.expire)
             try:
                 message, payload = await connection.exchange(request)
-                data = await payload.read(MAX_ANSWER_BODY)
-                reusable = payload.is_eof() and not message.should_close
+                parts: list[bytes] = []
+                size = 0
+                while size <= MAX_ANSWER_BODY and not payload.at_eof():
+                    parts.append(await payload.readany())
+                    size += len(parts[-1])
+                reusable = payload.at_eof() and not message.should_close
             except BaseException:
                 connection.close()
                 raise
+            finally:
+                timer.cancel()
         if reusable and not connection.closed:
             self._keep(origin, connection)
         else:
             connection.close()
-        return Answer(message.code, message.headers, data)
+        return Answer(message.code, message.headers, b"".join(parts)[:MAX_ANSWER_BODY])
 
     def _reuse(self, origin: Origin) -> _Connection | None:
         idle = self._idle.get(origin)
