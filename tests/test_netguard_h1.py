@@ -4,9 +4,11 @@ writes, how it reads each way an answer can end, when it reuses a connection and
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+import trustme
 
 from liveupdates.netguard.h1 import BadAnswer, H1Client, Origin, target
 from liveupdates.netguard.policy import AddressPolicy
@@ -22,15 +24,16 @@ class Scripted:
     """A TCP server that reads requests (head + Content-Length body) and answers from a script;
     an answer ending in b"|close" closes the connection after it."""
 
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, tls: ssl.SSLContext | None = None) -> None:
         self.script = script
+        self.tls = tls
         self.requests: list[bytes] = []
         self.connections = 0
         self.port = 0
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> Scripted:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -176,3 +179,33 @@ def test_an_origin_is_an_http_host_without_credentials() -> None:
     for bad in ("ftp://push.example/", "https://user:pw@push.example/", "https:///x"):
         with pytest.raises(ValueError):
             Origin.of(bad)
+
+
+async def test_https_verifies_the_urls_host_name_on_the_guarded_connection() -> None:
+    """The connect goes to the checked address; TLS still checks (and sends SNI for) the URL's
+    host name, so a certificate for another name is refused before anything is sent."""
+    ca = trustme.CA()
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+    names: list[str | None] = []
+
+    def seen(_sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+        names.append(name)
+
+    for cert_name, ok in (("localhost", True), ("push.example", False)):
+        server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert(cert_name).configure_cert(server_tls)
+        server_tls.sni_callback = seen  # type: ignore[assignment]
+        http = H1Client(LOOPBACK, limit=4, timeout=5.0, ssl_context=client_tls)
+        try:
+            async with Scripted(lambda _n: CREATED, tls=server_tls) as server:
+                where = Origin.of(f"https://localhost:{server.port}/")
+                if ok:
+                    assert (await http.post(where, "/push/x", [], b"x")).status == 201
+                else:
+                    with pytest.raises(ssl.SSLCertVerificationError):
+                        await http.post(where, "/push/x", [], b"x")
+                    assert server.requests == []
+        finally:
+            await http.aclose()
+    assert names == ["localhost", "localhost"]
