@@ -237,8 +237,8 @@ def slow_client_dropped() -> None:
     SLOW_CLIENTS_DROPPED.inc()
 
 
-def push_outcome(provider: str, outcome: str) -> None:
-    PUSH_NOTIFICATIONS.labels(provider, outcome).inc()
+def push_outcome(provider: str, outcome: str, n: int = 1) -> None:
+    PUSH_NOTIFICATIONS.labels(provider, outcome).inc(n)
 
 
 def push_state(devices: Mapping[str, int], depth: int, oldest_pending_seconds: float) -> None:

@@ -7,12 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import httpx
 import pytest
 
 from liveupdates.backends import open_url
-from liveupdates.netguard.aio import guarded_connector
+from liveupdates.netguard.h1 import H1Client, Origin
 from liveupdates.netguard.policy import AddressPolicy, AddressRefused
 from liveupdates.push.service import run_dispatcher
 from liveupdates.server import build_app
@@ -134,19 +133,20 @@ async def test_push_test_command_reaches_the_device(
 async def test_the_web_push_sender_checks_every_address_it_connects_to(
     webpush_server: WebPushServer,
 ) -> None:
-    """The sender's HTTP client (aiohttp) passes the address guard both for a name, which its
-    resolver turns into addresses, and for an IP literal, which aiohttp connects to unresolved."""
-    by_name = f"http://localhost:{webpush_server.port}/push/nobody"
-    by_address = f"http://127.0.0.1:{webpush_server.port}/push/nobody"
-    refusing = AddressPolicy.allowing([])
-    async with aiohttp.ClientSession(connector=guarded_connector(refusing, limit=4)) as session:
-        for url in (by_name, by_address):
-            with pytest.raises(AddressRefused, match="loopback"):
-                await session.post(url, data=b"x")
+    """The sender's HTTP client passes the address guard both for a name, which it resolves,
+    and for an IP literal, which is checked as it is."""
+    by_name = f"http://localhost:{webpush_server.port}/"
+    by_address = f"http://127.0.0.1:{webpush_server.port}/"
+    refusing = H1Client(AddressPolicy.allowing([]), limit=4)
+    for url in (by_name, by_address):
+        with pytest.raises(AddressRefused, match="loopback"):
+            await refusing.post(Origin.of(url), "/push/nobody", (), b"x")
     assert webpush_server.attempts == []
-    allowing = AddressPolicy.allowing(["127.0.0.0/8", "::1/128"])
-    async with aiohttp.ClientSession(connector=guarded_connector(allowing, limit=4)) as session:
+    allowing = H1Client(AddressPolicy.allowing(["127.0.0.0/8", "::1/128"]), limit=4)
+    try:
         for url in (by_name, by_address):
-            async with session.post(url, data=b"x") as response:
-                assert response.status == 404  # reached: the server knows no such subscription
+            answer = await allowing.post(Origin.of(url), "/push/nobody", (), b"x")
+            assert answer.status == 404  # reached: the server knows no such subscription
+    finally:
+        await allowing.aclose()
     assert len(webpush_server.attempts) == 2

@@ -80,6 +80,10 @@ def after_sent(state: State | None, taken: State, now: float, min_gap: float) ->
     new["last"] = now
     if new["n"]:
         new["due"] = now + min_gap
+    else:
+        # Nothing pending: the next merge writes a new item, and every follower of a breaking
+        # story keeps this state (as JSON, written now and read at the next merge).
+        new.pop("item", None)
     return new
 
 

@@ -65,7 +65,7 @@ class DispatchStats:
     removed: dict[str, int] = field(default_factory=dict)
 
 
-Observer = Callable[[str, str], None]  # (provider, outcome): for Prometheus
+Observer = Callable[[str, str, int], None]  # (provider, outcome, how many): for Prometheus
 # A successful send waiting to be recorded: (key, the state taken, platform, device seen at).
 Sent = tuple[StateKey, State, str, float]
 
@@ -371,8 +371,7 @@ class Dispatcher:
         counts[platform] = counts.get(platform, 0) + n
         await self.devices.count(platform, outcome, n)
         if self.observe is not None:
-            for _ in range(n):
-                self.observe(platform, outcome)
+            self.observe(platform, outcome, n)
 
     # -- ops ---------------------------------------------------------------------------------------
 

@@ -77,13 +77,22 @@ def b64url_decode(text: str) -> bytes:
 
 def subscription_keys(keys: Mapping[str, str]) -> tuple[bytes, bytes]:
     """(p256dh point, auth secret) of a Web Push subscription, as a browser makes them (the
-    uncompressed P-256 point, a 16-byte secret, base64url); FieldError naming the bad one. At
-    registration, and again by the provider before it encrypts."""
+    uncompressed P-256 point, a 16-byte secret, base64url); FieldError naming the bad one."""
+    _, point, secret = subscription_public_key(keys)
+    return point, secret
+
+
+def subscription_public_key(
+    keys: Mapping[str, str],
+) -> tuple[ec.EllipticCurvePublicKey, bytes, bytes]:
+    """The checked keys of a subscription: (the P-256 public key, the same as the point the
+    browser gave, the auth secret); FieldError naming the bad one. At registration, and again
+    by the provider before it encrypts (which needs the key it decodes to: one decode)."""
     try:
         point = b64url_decode(keys.get("p256dh", ""))
         if len(point) != 65:
             raise ValueError("compressed")
-        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+        public_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
     except (ValueError, binascii.Error):
         field = "subscription.keys.p256dh"
         raise FieldError(field, _MESSAGES[field]) from None
@@ -94,7 +103,7 @@ def subscription_keys(keys: Mapping[str, str]) -> tuple[bytes, bytes]:
     if len(secret) != 16:
         field = "subscription.keys.auth"
         raise FieldError(field, _MESSAGES[field])
-    return point, secret
+    return public_key, point, secret
 
 
 def configured(settings: Settings) -> tuple[Platform, ...]:

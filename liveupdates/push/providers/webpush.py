@@ -12,21 +12,21 @@ import hashlib
 import hmac
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from liveupdates.netguard.aio import guarded_connector
+from liveupdates.netguard.h1 import H1Client, Origin, target
 from liveupdates.netguard.hosts import endpoint_refusal, split_entry
 from liveupdates.netguard.policy import AddressPolicy, AddressRefused
 from liveupdates.push.model import Device, Notification, Platform, SendResult
 from liveupdates.push.providers.answers import is_retryable, retry, short
 from liveupdates.push.providers.vapid import VapidKey, VapidSigner, origin
-from liveupdates.push.registration import subscription_keys
+from liveupdates.push.registration import subscription_public_key
 from liveupdates.settings import Settings
 
 # The public push services (setting push.webpush_hosts, env LIVEUPDATES_PUSH_WEBPUSH_HOSTS).
@@ -40,6 +40,8 @@ MAX_PLAINTEXT = MAX_BODY - 86 - 1 - 16
 RECORD_SIZE = 4096
 TOPIC_CHARS = 32
 SERVICES_KEPT = 1024  # push services whose check is remembered (a handful in practice)
+# urlsplit ends the authority at the first of "/?#", as here.
+_SERVICE_PART = re.compile(r"(.*?)://([^/?#]*)", re.DOTALL)
 
 
 # -- which endpoints may be contacted ------------------------------------------------------------
@@ -59,12 +61,8 @@ def service_part(url: str) -> str | None:
     """`url` up to its path ("https://host:port/"): all that `endpoint_refusal` and the VAPID
     origin depend on, so one answer serves every endpoint of a push service. None when `url`
     has no "//" authority."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return None
-    # urlsplit ends the authority at the first of these, as here.
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    return f"{scheme}://{rest[:end]}/"
+    match = _SERVICE_PART.match(url)
+    return None if match is None else f"{match[1]}://{match[2]}/"
 
 
 def webpush_host_allowed(url: str, hosts: Iterable[str]) -> bool:
@@ -95,9 +93,7 @@ class Subscription:
 def subscription(keys: Mapping[str, str]) -> Subscription:
     """The checked keys of a subscription (registration's one check); FieldError, a ValueError
     naming the bad one."""
-    p256dh, auth = subscription_keys(keys)
-    public_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), p256dh)
-    return Subscription(public_key, p256dh, auth)
+    return Subscription(*subscription_public_key(keys))
 
 
 def encrypt(plaintext: bytes, to: Subscription) -> bytes:
@@ -153,29 +149,26 @@ class WebPushProvider:
         self.signer = VapidSigner(key, subject)
         self.hosts = parse_webpush_hosts(hosts)
         self._policy = AddressPolicy.allowing(allow_networks)
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = timeout
         self._max_connections = max_connections
-        # aiohttp rather than httpx: a keep-alive POST costs it about a tenth of httpx's CPU
-        # (bench/push.py), and a notification burst is mostly such POSTs. Made on the first
+        # A burst is many small POSTs to one or two services: the guarded keep-alive client
+        # (netguard/h1.py) costs a quarter of aiohttp's client per request. Made on the first
         # send, in the loop that sends.
-        self._session: aiohttp.ClientSession | None = None
+        self._http: H1Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # A burst sends one notification to many devices: its plaintext and topic are made once.
         self._last: tuple[Notification, bytes, str] | None = None
         # Per push service (service_part): why its endpoints are refused (None: they are not),
-        # and its VAPID origin. A burst goes to a few services, each checked once.
-        self._services: dict[str, tuple[str | None, str]] = {}
+        # its VAPID origin and where its requests go. A burst goes to a few services, each
+        # checked once.
+        self._services: dict[str, tuple[str | None, str, Origin | None]] = {}
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _client(self) -> H1Client:
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
+        if self._http is None or self._loop is not loop:
             self._loop = loop
-            self._session = aiohttp.ClientSession(
-                connector=guarded_connector(self._policy, limit=self._max_connections),
-                timeout=self._timeout,
-                auto_decompress=False,
-            )
-        return self._session
+            self._http = H1Client(self._policy, limit=self._max_connections, timeout=self._timeout)
+        return self._http
 
     def _content(self, notification: Notification) -> tuple[bytes, str]:
         """The plaintext and the Topic header of `notification`."""
@@ -188,22 +181,34 @@ class WebPushProvider:
             )
         return last[1], last[2]
 
-    def _service(self, endpoint: str) -> tuple[str | None, str]:
+    def _service(self, endpoint: str) -> tuple[str | None, str, Origin | None, str]:
+        """(why `endpoint` is refused or None, its VAPID origin, its Origin, its service part)."""
         part = service_part(endpoint)
         if part is None:
-            return endpoint_refusal(endpoint, self.hosts), origin(endpoint)
+            return endpoint_refusal(endpoint, self.hosts), origin(endpoint), None, ""
         known = self._services.get(part)
         if known is None:
             if len(self._services) >= SERVICES_KEPT:
                 self._services.clear()
-            known = self._services[part] = (endpoint_refusal(part, self.hosts), origin(part))
-        return known
+            refusal = endpoint_refusal(part, self.hosts)
+            try:
+                where: Origin | None = Origin.of(part)
+            except ValueError:
+                where = None
+            known = self._services[part] = (refusal, origin(part), where)
+        return (*known, part)
 
     async def send(self, device: Device, notification: Notification) -> SendResult:
         endpoint = device.address
-        refusal, aud = self._service(endpoint)
+        refusal, aud, where, part = self._service(endpoint)
         if refusal is not None:
             return SendResult("failed", detail="endpoint host is not in push.webpush_hosts")
+        try:
+            if where is None:
+                raise ValueError("no host to send to")
+            path = target(endpoint, part)
+        except ValueError as exc:
+            return SendResult("failed", detail=short(f"bad endpoint URL: {exc}"))
         try:
             to = subscription(device.keys)
         except ValueError as exc:
@@ -211,32 +216,28 @@ class WebPushProvider:
         data, topic_header = self._content(notification)
         if len(data) > MAX_PLAINTEXT:
             return SendResult("too_large", detail=f"payload {len(data)} bytes > {MAX_PLAINTEXT}")
-        headers = {
-            "Authorization": self.signer.origin_authorization(aud),
-            "TTL": str(max(0, int(notification.ttl))),
-            "Urgency": notification.urgency,
-            "Topic": topic_header,
-            "Content-Encoding": "aes128gcm",
-            "Content-Type": "application/octet-stream",
-        }
+        headers = (
+            ("Authorization", self.signer.origin_authorization(aud)),
+            ("TTL", str(max(0, int(notification.ttl)))),
+            ("Urgency", notification.urgency),
+            ("Topic", topic_header),
+            ("Content-Encoding", "aes128gcm"),
+            ("Content-Type", "application/octet-stream"),
+        )
         try:
-            async with self._client().post(
-                endpoint, data=encrypt(data, to), headers=headers, allow_redirects=False
-            ) as response:
-                status = response.status
-                text = "" if 200 <= status < 300 else await response.text(errors="replace")
-                return answer(status, response.headers, text)
+            got = await self._client().post(where, path, headers, encrypt(data, to))
         except AddressRefused as refused:
             return SendResult("failed", detail=str(refused))
-        except aiohttp.InvalidURL as exc:
-            return SendResult("failed", detail=short(f"bad endpoint URL: {exc}"))
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             return SendResult("retry", detail=short(f"{type(exc).__name__}: {exc}"))
+        status = got.status
+        text = "" if 200 <= status < 300 else got.body.decode("utf-8", "replace")
+        return answer(status, got.headers, text)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
 
 def answer(status: int, headers: Mapping[str, str], text: str) -> SendResult:
