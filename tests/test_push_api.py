@@ -202,6 +202,7 @@ async def test_unfollowing_a_malformed_channel_is_400_naming_it(api: Api, channe
         ({"platform": "apns", "token": "ab" * 32}, "platform"),  # APNs is not configured
         ({"platform": "fcm", "token": "abc"}, "platform"),  # nor FCM
         ([1, 2], "body"),
+        ({"platform": "webpush", "\ud800": 1}, "body"),  # a lone surrogate as a key
     ],
 )
 async def test_bad_registrations_are_400_naming_the_field(api: Api, body: Any, field: str) -> None:
