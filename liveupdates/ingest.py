@@ -331,6 +331,11 @@ class Ingestor:
             )
         return PollReport(outcome=outcome, retry_after=retry_after, consecutive_errors=errors)
 
+    def forget(self, feed_id: str) -> None:
+        """The feed is no longer polled here (removed, paused): drop its 304 record time, so the
+        map stays as large as the polled feeds (its entry memo ages out of the LRU on its own)."""
+        self._quiet.pop(feed_id, None)
+
     def _worth_recording(self, outcome: PollOutcome, state: FetchState | None) -> bool:
         if outcome.status != "not_modified" or state is not None:
             self._quiet.pop(outcome.feed_id, None)

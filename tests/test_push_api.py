@@ -118,6 +118,23 @@ async def test_unknown_channel_404_bad_channel_or_notify_400(api: Api) -> None:
     assert await api.backends.devices.channels() == []
 
 
+@pytest.mark.parametrize("channel", ["weather:today", "story:", "feed:" + "x" * 300, "story"])
+async def test_unfollowing_a_malformed_channel_is_400_naming_it(api: Api, channel: str) -> None:
+    device_id, secret = await api.register()
+    assert (await api.put(device_id, secret, "story:harbour-wall")).status_code == 200
+    r = await api.client.delete(
+        f"/v1/devices/{device_id}/subscriptions/{channel}",
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert r.status_code == 400
+    assert r.json()["error"] == {
+        "code": "bad_request",
+        "field": "channel",
+        "message": 'channel must be "story:<id>" or "feed:<id>"',
+    }
+    assert await api.backends.devices.channels() == ["story:harbour-wall"]
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -185,6 +202,7 @@ async def test_unknown_channel_404_bad_channel_or_notify_400(api: Api) -> None:
         ({"platform": "apns", "token": "ab" * 32}, "platform"),  # APNs is not configured
         ({"platform": "fcm", "token": "abc"}, "platform"),  # nor FCM
         ([1, 2], "body"),
+        ({"platform": "webpush", "\ud800": 1}, "body"),  # a lone surrogate as a key
     ],
 )
 async def test_bad_registrations_are_400_naming_the_field(api: Api, body: Any, field: str) -> None:

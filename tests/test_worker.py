@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from liveupdates.backends import Backends, Signal, SignalKind, open_url
-from liveupdates.models import FeedConfig
+from liveupdates.models import FeedConfig, PollOutcome
 from liveupdates.settings import Settings
 from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 from tests.support.stories import bridge_story, rss
@@ -104,4 +104,37 @@ async def test_the_feed_list_is_read_on_notice_not_on_a_timer(
         # The notice makes it act.
         await backends.signals.send(Signal(SignalKind.FEEDS))
         await until(lambda: feed_server.count("/b.xml") >= 1, timeout=1.0)
+    await backends.close()
+
+
+async def test_a_resumed_feed_shows_its_first_unchanged_poll_in_its_health_at_once(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    backends = open_url(f"sqlite://{tmp_path}/lu.sqlite3")
+    feed_server.set("/a.xml", rss([bridge_story()]), etag=True)
+    feed = FeedConfig(id="a", url=feed_server.url("/a.xml"), interval_seconds=3600)
+    await backends.store.upsert_feed(feed)
+
+    async def last_poll() -> PollOutcome | None:
+        health = await backends.store.feed_health("a")
+        return health.last_poll if health else None
+
+    async with running_poller(SETTINGS, backends) as scheduler:
+        await until(lambda: feed_server.count("/a.xml") == 1)
+        unchanged = await scheduler.poll_now("a")
+        assert unchanged is not None and unchanged.outcome.status == "not_modified"
+        assert await last_poll() == unchanged.outcome
+        feed.paused = True
+        await changed(backends, feed)
+        await until(lambda: "a" not in scheduler.job_ids())
+        feed.paused = False
+        await changed(backends, feed)
+        await until(lambda: feed_server.count("/a.xml") == 3)
+
+        async def resumed_written() -> bool:
+            poll = await last_poll()
+            return poll is not None and poll != unchanged.outcome and poll.status == "not_modified"
+
+        # Within a minute of the last written 304, but the feed starts over: written at once.
+        await until(resumed_written, message="the resumed feed's first 304 was not written")
     await backends.close()

@@ -178,6 +178,7 @@ class FeedScheduler:
             self.scheduler.remove_job(feed_id)
             self._feeds.pop(feed_id, None)
             self._pace.pop(feed_id, None)
+            self.ingestor.forget(feed_id)
             self._plan(feed_id, None)
             await self._forget_claim(feed_id)
         for feed_id, feed in wanted.items():
@@ -405,6 +406,7 @@ class FeedScheduler:
         if scheduled is None:
             if feed.paused or await self.ingestor.store.get_feed(feed_id) is None:
                 # Paused, removed while polled, or never stored (`liveupdates poll URL`).
+                self.ingestor.forget(feed_id)
                 await self._forget_claim(feed_id)
                 return
             # Not scheduled here (`liveupdates poll FEED`): the workers follow this plan.

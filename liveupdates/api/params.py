@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from msgspec import inspect
@@ -20,7 +20,9 @@ from msgspec import inspect
 from liveupdates.validate import MAX_INT, InvalidInput, check_text, parse_int
 
 T = TypeVar("T", bound=msgspec.Struct)
+U = TypeVar("U")
 _MISSING = re.compile(r"Object missing required field `([^`]+)`")
+LONE_SURROGATES = "must not contain lone surrogates"
 
 
 def _scalar(t: inspect.Type) -> inspect.Type:
@@ -94,6 +96,16 @@ def parse(model: type[T], params: Mapping[str, str], *, messages: Mapping[str, s
         text = field_message(exc)
         field = text.partition(":")[0]
         raise InvalidInput(messages.get(field, text)) from None
+
+
+def convert_body(body: Any, model: type[U]) -> U:
+    """`body` (parsed JSON) as `model`: msgspec.ValidationError when a value does not fit it,
+    InvalidInput when an object key is a lone surrogate (JSON allows the escape; msgspec cannot
+    look such a key up, and would raise UnicodeEncodeError)."""
+    try:
+        return msgspec.convert(body, model)
+    except UnicodeEncodeError:
+        raise InvalidInput(f"body {LONE_SURROGATES}") from None
 
 
 def validation_field(exc: msgspec.ValidationError) -> tuple[str | None, str]:

@@ -22,6 +22,11 @@ log = logging.getLogger("liveupdates.backends")
 SETTLE_SECONDS = 2.0
 
 
+def error_reason(exc: BaseException) -> str:
+    """Why a call failed, in one bounded line for a log or a health answer: "OSError: ..."."""
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
 class Availability:
     """The up/down state of one process's backends, named for its log lines ("redis")."""
 

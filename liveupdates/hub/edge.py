@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from liveupdates.backends.availability import error_reason
 from liveupdates.hub.core import Hub
 from liveupdates.hub.limits import BACKEND_RETRY_AFTER, BAD_REQUEST_COST, Refused
 from liveupdates.hub.rest import error_response
@@ -107,7 +108,7 @@ def too_many(exc: Refused) -> JSONResponse:
 async def backend_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """Exception handler: the store or the bus failed under a request (Redis down, SQLite locked)."""
     hub: Any = request.app.state.hub
-    hub.availability.report(f"{type(exc).__name__}: {str(exc)[:200]}")
+    hub.availability.report(error_reason(exc))
     return error_response(
         503,
         "unavailable",

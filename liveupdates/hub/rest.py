@@ -21,6 +21,7 @@ from liveupdates.api.models import (
     VersionPath,
 )
 from liveupdates.api.params import parse
+from liveupdates.backends.availability import error_reason
 from liveupdates.feeds.identity import canonical_url
 from liveupdates.hub.core import Hub, can_replay
 from liveupdates.hub.protocol import update_message
@@ -172,7 +173,7 @@ async def _check(name: str, ping: Any) -> str | None:
     except TimeoutError:
         return f"{name} did not answer within {HEALTH_TIMEOUT:g} s"
     except Exception as exc:
-        return f"{name} unavailable: {type(exc).__name__}: {str(exc)[:200]}"
+        return f"{name} unavailable: {error_reason(exc)}"
     return None
 
 

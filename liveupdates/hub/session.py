@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from liveupdates import metrics
+from liveupdates.backends.availability import error_reason
 from liveupdates.backends.errors import BACKEND_ERRORS
 from liveupdates.hub.connection import Connection, QueuedConnection
 from liveupdates.hub.core import Hub
@@ -196,7 +197,7 @@ def session_failed(
     whole outage) or a bug (close 1011, logged with its traceback at most once per
     FAILURE_LOG_INTERVAL: a bug every client hits must not write a traceback per client)."""
     if isinstance(exc, BACKEND_ERRORS):
-        hub.availability.report(f"{type(exc).__name__}: {str(exc)[:200]}")
+        hub.availability.report(error_reason(exc))
         conn.close(CLOSE_TRY_AGAIN, f"store unavailable; retry in {BACKEND_RETRY_AFTER} s")
         return
     now = time.monotonic()

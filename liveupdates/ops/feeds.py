@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from liveupdates.api.params import field_message
+from liveupdates.api.params import convert_body, field_message
 from liveupdates.feeds.config import FEED_ID_RE, FeedError, check_interval, check_url
 from liveupdates.models import FeedConfig, FeedHealth
 from liveupdates.ops.models import MAX_TEXT, FeedChange, NewFeed
@@ -41,13 +41,7 @@ def _decode(body: Any, model: type[T]) -> T:
     """The body as `model` (ops/models.py): a JSON object of known fields and JSON types, then the
     edge checks of validate.py (no lone surrogates, finite bounded numbers)."""
     try:
-        data = msgspec.convert(body, model)
-    except msgspec.ValidationError as exc:
-        raise ApiError(400, "bad_request", _wording(exc)) from None
-    except UnicodeEncodeError:
-        # JSON allows lone surrogates; msgspec cannot look a key made of one up.
-        raise ApiError(400, "bad_request", "strings must not contain lone surrogates") from None
-    try:
+        data = convert_body(body, model)
         for name in ("url", "id", "title"):
             value = getattr(data, name, None)
             if isinstance(value, str):
@@ -55,6 +49,8 @@ def _decode(body: Any, model: type[T]) -> T:
         interval = getattr(data, "interval_seconds", UNSET)
         if not isinstance(interval, UnsetType):
             parse_number(interval, "interval_seconds (seconds)")
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, "bad_request", _wording(exc)) from None
     except InvalidInput as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
     return data

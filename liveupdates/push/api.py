@@ -41,6 +41,11 @@ def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def bad_field(exc: FieldError) -> JSONResponse:
+    """The 400 for a refused field, naming it."""
+    return error_response(400, "bad_request", str(exc), field=exc.field)
+
+
 def registration_rate(per_minute: int) -> RequestRate:
     """POST /v1/devices per client address: `per_minute`, in bursts of as many."""
     return RequestRate(per_minute / 60.0, burst=float(per_minute))
@@ -107,7 +112,7 @@ class PushApi:
                 await self._body(request), self.settings, secrets.token_urlsafe(16)
             )
         except FieldError as exc:
-            return error_response(400, "bad_request", str(exc), field=exc.field)
+            return bad_field(exc)
         secret = secrets.token_urlsafe(32)
         device_id = await self.devices.register(device, secret_hash(secret), time.time())
         return JSONResponse({"device_id": device_id, "secret": secret}, status_code=201)
@@ -121,7 +126,7 @@ class PushApi:
             kind, ident = parse_channel(channel)
             notify = parse_notify(await self._body(request, optional=True))
         except FieldError as exc:
-            return error_response(400, "bad_request", str(exc), field=exc.field)
+            return bad_field(exc)
         exists = (
             await self.store.latest(ident) is not None
             if kind == "story"
@@ -157,9 +162,12 @@ class PushApi:
         if isinstance(found, JSONResponse):
             return found
         channel = request.path_params["channel"]
+        try:
+            kind, ident = parse_channel(channel)
+        except FieldError as exc:
+            return bad_field(exc)
         await self.devices.unsubscribe(found.device.id, channel)
-        kind, _, ident = channel.partition(":")
-        if kind == "story" and ident:
+        if kind == "story":
             # Nothing more about the story: drop what was waiting for the gap to end.
             await self.devices.update_states([(found.device.id, ident)], lambda _k, _s: None)
         return Response(status_code=204)

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 
+from liveupdates.backends.availability import error_reason
 from liveupdates.models import Device, Platform
 from liveupdates.push import coalesce
 from liveupdates.push.model import Notification, Provider, SendResult
@@ -357,7 +358,7 @@ class Dispatcher:
             try:
                 result = await provider.send(device, note)
             except Exception as exc:  # a provider must not raise; if one does, try again later
-                return SendResult("retry", detail=f"{type(exc).__name__}: {str(exc)[:200]}")
+                return SendResult("retry", detail=error_reason(exc))
             if result.status != "too_large":
                 return result
             limit = max(coalesce.MIN_BODY, limit // 2)

@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from liveupdates.api import push as api
 from liveupdates.api.models import Channel
-from liveupdates.api.params import validation_field
+from liveupdates.api.params import LONE_SURROGATES, convert_body, validation_field
 from liveupdates.models import PLATFORMS, Device, Notify, Platform
 from liveupdates.netguard.hosts import endpoint_refusal
 from liveupdates.settings import Settings
-from liveupdates.validate import plausible_id, valid_text
+from liveupdates.validate import InvalidInput, plausible_id, valid_text
 
 _B64URL = re.compile(api.BASE64URL_PATTERN)
 
@@ -55,7 +55,7 @@ class FieldError(ValueError):
 def _convert(body: Any, model: Any, messages: Mapping[str, str]) -> Any:
     """`body` (parsed JSON) as `model`, or FieldError naming the first field that does not fit."""
     try:
-        return msgspec.convert(body, model)
+        return convert_body(body, model)
     except msgspec.ValidationError as exc:
         field, wording = validation_field(exc)
         if field is None:
@@ -63,9 +63,8 @@ def _convert(body: Any, model: Any, messages: Mapping[str, str]) -> Any:
         if wording != "is required":
             wording = messages.get(field, wording)
         raise FieldError(field, wording) from None
-    except UnicodeEncodeError:
-        # JSON allows lone surrogates; msgspec cannot look a key made of one up.
-        raise FieldError("body", "must not contain lone surrogates") from None
+    except InvalidInput:
+        raise FieldError("body", LONE_SURROGATES) from None
 
 
 def b64url_decode(text: str) -> bytes:
@@ -133,7 +132,7 @@ def parse_device(body: Any, settings: Settings, new_id: str) -> Device:
     endpoint = subscription.endpoint
     if not valid_text(endpoint):
         # JSON allows lone surrogates; the store cannot encode them.
-        raise FieldError("subscription.endpoint", "must not contain lone surrogates")
+        raise FieldError("subscription.endpoint", LONE_SURROGATES)
     refusal = endpoint_refusal(endpoint, settings.push_webpush_hosts)
     if refusal:
         raise FieldError("subscription.endpoint", refusal)
