@@ -45,7 +45,7 @@ from apscheduler.triggers.date import DateTrigger
 from liveupdates.backends import Backends, Claims, Grant, Signal, SignalKind, lease_for
 from liveupdates.backends.availability import Availability
 from liveupdates.backends.sqlite import LocalClaims
-from liveupdates.feeds.entries import entry_keys
+from liveupdates.feeds.entries import Keys, covers, entry_keys
 from liveupdates.feeds.fetch import Fetcher
 from liveupdates.feeds.schedule import plan_next_poll
 from liveupdates.ingest import Ingestor, OnFetched, PollReport
@@ -66,9 +66,6 @@ CLAIM_RETRY_SECONDS = 5.0
 HELD_RETRY_SECONDS = 0.1
 
 Work = Callable[[FeedConfig], Awaitable[PollReport]]
-
-
-Keys = frozenset[tuple[bytes, ...]] | None
 
 
 @dataclass(slots=True)
@@ -96,7 +93,7 @@ class _QueuedPush:
         if self.keys is None:
             return False
         newer = entry_keys(body)
-        if newer is None or not self.keys <= newer:
+        if not covers(newer, self.keys):
             return False
         self.body, self.headers, self.keys = body, headers, newer
         return True

@@ -112,7 +112,10 @@ def split_entries(body: bytes) -> list[tuple[int, int]] | None:
     return None if start >= 0 else spans
 
 
-def entry_keys(body: bytes) -> frozenset[tuple[bytes, ...]] | None:
+Keys = frozenset[tuple[bytes, ...]] | None
+
+
+def entry_keys(body: bytes) -> Keys:
     """What names each of the body's entries: the text of every guid, id and link element inside
     it, in order (an Atom entry's `<source>` has an id of its own: both are in its key). None
     when the body cannot be split with certainty or an entry has no such element: then nothing
@@ -127,6 +130,12 @@ def entry_keys(body: bytes) -> frozenset[tuple[bytes, ...]] | None:
             return None
         keys.add(key)
     return frozenset(keys)
+
+
+def covers(newer: Keys, older: Keys) -> bool:
+    """Whether a body with entry keys `newer` names every entry of one with `older` (both from
+    `entry_keys`; None says nothing, so nothing is covered)."""
+    return newer is not None and older is not None and older <= newer
 
 
 def _context(
