@@ -75,9 +75,10 @@ class _QueuedPush:
 
     Each push carries the topic's new content (WebSub §8), so the newer body holds every entry of
     the older one in a version at least as new, and ingesting the older one first would only add
-    a version that the next one supersedes at once, as between two polls. A hub that sends only
-    the changed entries (allowed: "MAY reduce the payload to a diff") sends bodies whose entries
-    differ: those are never replaced, each is ingested in turn."""
+    a version that the next one supersedes at once, as between two polls. Some hubs send only
+    the new or changed entries instead (hubs differ here): such bodies name different entries, so
+    they are never replaced, and each is ingested in turn. The same rule for the pushes a worker
+    takes from the queue: websub/bursts.py."""
 
     body: bytes
     headers: Mapping[str, str]
