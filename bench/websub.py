@@ -101,13 +101,19 @@ def websub_session(
             stages: dict[str, list[float]] = {"poll": [], "push": []}
             seen = 0
             for _ in range(repeat):
+                rig.server.call("gc_pauses")
                 rep = {"poll": rig.measure(changes, lambda: paced(poll))}
+                rep["poll"]["gc"] = rig.server.call("gc_pauses")
                 version += changes
                 time.sleep(1.0)
+                rig.server.call("gc_pauses")
                 rep["push"] = rig.measure(changes, lambda: paced(push))
+                rep["push"]["gc"] = rig.server.call("gc_pauses")
                 version += changes
                 time.sleep(1.0)
+                rig.server.call("gc_pauses")
                 rep["alone"] = rig.measure(changes, alone)
+                rep["alone"]["gc"] = rig.server.call("gc_pauses")
                 time.sleep(1.0)
                 # fetch end (or POST) -> bus.publish of this repetition's polls, then its pushes
                 new = [x * 1000 for x in answer["pipeline"][seen:]]

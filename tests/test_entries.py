@@ -7,7 +7,13 @@ from collections.abc import Mapping
 
 import pytest
 
-from liveupdates.feeds.entries import EntriesRead, EntryMemo, read_entries, split_entries
+from liveupdates.feeds.entries import (
+    EntriesRead,
+    EntryMemo,
+    entry_keys,
+    read_entries,
+    split_entries,
+)
 from liveupdates.feeds.parse import ParsedFeed, parse_feed
 from tests.support.stories import Item, bridge_story, rss
 
@@ -168,3 +174,39 @@ def test_markup_inside_cdata_and_comments_does_not_split_entries() -> None:
 def test_a_body_the_scanner_cannot_split_is_read_in_full(body: bytes) -> None:
     assert split_entries(body) is None
     assert read(body, None).memo is None
+
+
+def test_entry_keys_name_each_entry_by_its_guid_id_and_link_text() -> None:
+    keys = entry_keys(rss(stories(2)))
+    assert keys == {
+        (b"https://gazette.example/n/0", b"g0"),
+        (b"https://gazette.example/n/1", b"g1"),
+    }
+    # A newer body of the same stories, one of them edited, names them all again.
+    edited = stories(3)
+    edited[0] = edited[0].with_(paragraphs=["Edited."])
+    newer = entry_keys(rss(edited))
+    assert keys is not None and newer is not None and keys <= newer
+    atom = (
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><title>T</title>'
+        b"<entry><id>tag:a,2026:1</id><source><id>tag:b,2026:feed</id></source></entry>"
+        b'<entry><source><id>tag:b,2026:feed</id></source><id>tag:a,2026:2</id><link href="x"/>'
+        b"</entry></feed>"
+    )
+    # An entry's key holds the id of its <source> too: the two entries stay apart.
+    assert entry_keys(atom) == {
+        (b"tag:a,2026:1", b"tag:b,2026:feed"),
+        (b"tag:b,2026:feed", b"tag:a,2026:2"),
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<rss><channel><item><title>No guid, no link</title></item></channel></rss>",
+        b"<rss><channel><item><guid><![CDATA[g1]]></guid></item></channel></rss>",
+        b"<rss><channel><item><item></item></item></channel></rss>",
+    ],
+)
+def test_entry_keys_say_nothing_when_an_entry_cannot_be_named(body: bytes) -> None:
+    assert entry_keys(body) is None

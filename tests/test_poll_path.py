@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 from liveupdates.backends import Backends, Signal, SignalKind, open_url
+from liveupdates.feeds.identity import story_id
+from liveupdates.ingest import PollReport
 from liveupdates.models import FeedConfig, LogEntry, feed_channel
 from liveupdates.ops.control import PollControl, UnknownFeed
 from liveupdates.settings import Settings
 from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
-from tests.support.stories import bridge_story, rss
+from tests.support.stories import bridge_story, rss, storm_watch_story
 from tests.support.waiting import until
 from workers.main import running_poller
 from workers.poller import FeedScheduler
@@ -79,6 +81,77 @@ async def test_a_pushed_body_that_is_not_a_feed_is_an_error_outcome(
         assert report is not None and report.outcome.status == "error"
         health = await embedded.store.feed_health("a")
         assert health is not None and health.last_poll == report.outcome
+    finally:
+        await scheduler.aclose()
+
+
+async def _held_poll(
+    embedded: Backends, feed_server: FeedServer, body: bytes
+) -> tuple[FeedScheduler, asyncio.Task[PollReport | None]]:
+    """A scheduler whose first poll of feed "a" is under way (the feed server answers slowly):
+    pushes for it now wait their turn."""
+    feed_server.set("/a.xml", body, delay=0.5)
+    feed = FeedConfig(id="a", url=feed_server.url("/a.xml"), interval_seconds=3600)
+    await embedded.store.upsert_feed(feed)
+    scheduler = FeedScheduler.for_process(SETTINGS, embedded)
+    polling = asyncio.create_task(scheduler.poll_now("a"))
+    await until(lambda: feed_server.count("/a.xml") == 1)
+    return scheduler, polling
+
+
+async def test_a_burst_of_full_pushes_ingests_the_newest_once_and_answers_every_push(
+    embedded: Backends, feed_server: FeedServer
+) -> None:
+    """Each push carries the whole feed: queued behind a running poll, the later ones take the
+    place of the one waiting, and what is stored is the newest body, in one new version."""
+    scheduler, polling = await _held_poll(embedded, feed_server, rss([storm_watch_story(1)]))
+    feed = await embedded.store.get_feed("a")
+    try:
+        bodies = [rss([storm_watch_story(n), bridge_story()]) for n in (2, 3, 4)]
+        pushes = [
+            asyncio.create_task(scheduler.ingest_pushed("a", body, {}, feed=feed))
+            for body in bodies
+        ]
+        reports = await asyncio.gather(*pushes)
+        assert all(r is reports[0] for r in reports)  # one ingest answered all three
+        report = reports[0]
+        assert report is not None and report.outcome.status == "ok"
+        assert sorted(e["kind"] for e in report.events) == ["created", "updated"]
+        story = storm_watch_story(4)
+        stored = await embedded.store.latest(story_id("a", story.guid, story.link))
+        # The poll's version, then straight to the newest text: entry 4 is there with 2 and 3.
+        assert stored is not None and stored.version == 2
+        assert list(stored.snapshot.paragraphs) == story.paragraphs
+        assert (await polling) is not None  # the poll went first
+    finally:
+        await scheduler.aclose()
+
+
+async def test_pushes_that_name_other_entries_are_each_ingested(
+    embedded: Backends, feed_server: FeedServer
+) -> None:
+    """A hub may send only what changed: a body that lacks an entry of the one waiting does not
+    replace it, so no entry is lost."""
+    scheduler, polling = await _held_poll(embedded, feed_server, rss([storm_watch_story(1)]))
+    feed = await embedded.store.get_feed("a")
+    try:
+        first = rss([bridge_story()])
+        ferry = bridge_story(
+            guid="ferry-1",
+            title="Ferry service ends on Friday",
+            link="https://gazette.example/news/ferry-ends",
+        )
+        second = rss([ferry])
+        reports = await asyncio.gather(
+            scheduler.ingest_pushed("a", first, {}, feed=feed),
+            scheduler.ingest_pushed("a", second, {}, feed=feed),
+        )
+        titles = [[e["story"]["title"] for e in r.events] for r in reports if r is not None]
+        assert titles == [
+            ["Saltmarsh Bridge reopens after eleven weeks"],
+            ["Ferry service ends on Friday"],
+        ]
+        assert (await polling) is not None  # the poll went first
     finally:
         await scheduler.aclose()
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from liveupdates.models import WebSubSubscription
+from liveupdates.models import PushedBody, WebSubSubscription
 from liveupdates.settings import SettingsError, load_settings
 from liveupdates.websub import lease
+from liveupdates.websub.bursts import newest_pushes
 from liveupdates.websub.discovery import Discovered, discover, header_links
 from liveupdates.websub.signature import sign, valid_signature
 from liveupdates.websub.tokens import new_token, token_feed
+from tests.support.stories import bridge_story, rss, storm_watch_story
 
 URL = "https://gazette.example/feed.xml"
 
@@ -135,3 +137,23 @@ def test_settings_from_the_environment() -> None:
     ):
         with pytest.raises(SettingsError, match=message):
             load_settings(env)
+
+
+def test_a_batch_of_queued_pushes_keeps_the_newest_of_each_feed_and_every_entry() -> None:
+    storm = [rss([storm_watch_story(n), bridge_story()]) for n in (1, 2, 3)]
+    ferry = bridge_story(guid="ferry-1", link="https://gazette.example/news/ferry-ends")
+    only_ferry = rss([ferry])  # a hub that sends only what changed
+    batch = [
+        PushedBody("a", storm[0]),
+        PushedBody("b", storm[0]),
+        PushedBody("a", storm[1]),
+        PushedBody("a", only_ferry),
+        PushedBody("a", storm[2]),
+        PushedBody("b", b"<rss><channel><item><title>unnamed</title></item></channel></rss>"),
+    ]
+    kept = newest_pushes(batch)
+    # a's first two bodies are named in full by its last one; the ferry-only body is not (the
+    # last body lacks the ferry entry), so it stays, in its place. b's bodies name nothing in
+    # common (its last entry has no guid, id or link): both stay.
+    assert kept == [batch[1], batch[3], batch[4], batch[5]]
+    assert newest_pushes([]) == []

@@ -36,6 +36,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -44,6 +45,7 @@ from apscheduler.triggers.date import DateTrigger
 from liveupdates.backends import Backends, Claims, Grant, Signal, SignalKind, lease_for
 from liveupdates.backends.availability import Availability
 from liveupdates.backends.sqlite import LocalClaims
+from liveupdates.feeds.entries import Keys, covers, entry_keys
 from liveupdates.feeds.fetch import Fetcher
 from liveupdates.feeds.schedule import plan_next_poll
 from liveupdates.ingest import Ingestor, OnFetched, PollReport
@@ -64,6 +66,38 @@ CLAIM_RETRY_SECONDS = 5.0
 HELD_RETRY_SECONDS = 0.1
 
 Work = Callable[[FeedConfig], Awaitable[PollReport]]
+
+
+@dataclass(slots=True)
+class _QueuedPush:
+    """A pushed body waiting for its feed's turn. A later push that names every entry of it
+    takes its place (`replace`): one ingest instead of two, and every caller gets its report.
+
+    Each push carries the topic's new content (WebSub §8), so the newer body holds every entry of
+    the older one in a version at least as new, and ingesting the older one first would only add
+    a version that the next one supersedes at once, as between two polls. Some hubs send only
+    the new or changed entries instead (hubs differ here): such bodies name different entries, so
+    they are never replaced, and each is ingested in turn. The same rule for the pushes a worker
+    takes from the queue: websub/bursts.py."""
+
+    body: bytes
+    headers: Mapping[str, str]
+    done: asyncio.Future[PollReport]
+    keys: Keys = None
+    keyed: bool = False
+
+    def replace(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        """Take `body` instead if it names every entry this body names; False if it does not.
+        Both bodies are scanned on the event loop (a regex over their bytes, no parse)."""
+        if not self.keyed:
+            self.keys, self.keyed = entry_keys(self.body), True
+        if self.keys is None:
+            return False
+        newer = entry_keys(body)
+        if not covers(newer, self.keys):
+            return False
+        self.body, self.headers, self.keys = body, headers, newer
+        return True
 
 
 class FeedBusy(Exception):
@@ -108,6 +142,7 @@ class FeedScheduler:
         self._again: set[str] = set()  # a poll was requested while one was running
         self._locks: dict[str, asyncio.Lock] = {}  # one poll of a feed at a time, here
         self._tasks: set[asyncio.Task[None]] = set()  # requested polls run outside their jobs
+        self._pushes: dict[str, _QueuedPush] = {}  # per feed, the latest push waiting its turn
         self._pace: dict[str, float] = {}  # adaptive wait after a success, per feed
         # Planned poll times not yet written to the store (None: no poll planned). One writer
         # task drains it, so writes for a feed never overtake each other.
@@ -259,16 +294,41 @@ class FeedScheduler:
         """Take a body pushed to us for a stored, unpaused feed (WebSub) the way a poll takes a
         fetched one, holding the feed's claim (after any running poll of it, never alongside).
         None if the feed is unknown or paused. `feed`: its config as the caller just read it
-        (the WebSub callback, with the subscription), saving a store read."""
+        (the WebSub callback, with the subscription), saving a store read.
+
+        A push that arrives while an earlier one still waits its turn may take that one's place
+        (`_QueuedPush`): both callers then get the report of the one ingest."""
         if feed is None or feed.id != feed_id:
             feed = await self.ingestor.store.get_feed(feed_id)
         if feed is None or feed.paused:
             return None
+        waiting = self._pushes.get(feed_id)
+        if waiting is not None and waiting.replace(body, headers):
+            # A burst: the body waiting its turn is superseded by this one (see _QueuedPush).
+            return await asyncio.shield(waiting.done)
+        push = _QueuedPush(body, headers, asyncio.get_running_loop().create_future())
+        # Retrieved here even if no later push waits on it (no "never retrieved" warning).
+        push.done.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._pushes[feed_id] = push
 
         async def ingest(f: FeedConfig) -> PollReport:
-            return await self.ingestor.ingest(f, body, headers)
+            # Its turn: from here on the body is being read, and nothing may replace it.
+            if self._pushes.get(feed_id) is push:
+                del self._pushes[feed_id]
+            return await self.ingestor.ingest(f, push.body, push.headers)
 
-        return await self._exclusive(feed, ingest)
+        try:
+            report = await self._exclusive(feed, ingest)
+        except BaseException as exc:
+            if self._pushes.get(feed_id) is push:
+                del self._pushes[feed_id]
+            if isinstance(exc, asyncio.CancelledError):
+                push.done.cancel()
+            else:
+                push.done.set_exception(exc)
+            raise
+        push.done.set_result(report)
+        return report
 
     def _lock(self, feed_id: str) -> asyncio.Lock:
         return self._locks.setdefault(feed_id, asyncio.Lock())

@@ -48,6 +48,9 @@ _FEED_DATE = re.compile(
     rb"(<((?:[A-Za-z_][\w.\-]*:)?(?:lastBuildDate|pubDate|updated|modified|date))(?:\s[^>]*)?>)"
     rb"[^<]*(</\2\s*>)"
 )
+# An element that names an entry (RSS guid and link, Atom id) with plain text: the text alone, no
+# CDATA nor markup inside (`entry_keys` gives up on an entry without one).
+_ENTRY_KEY = re.compile(rb"<((?:[A-Za-z_][\w.\-]*:)?(?:guid|id|link))(?:\s[^>]*)?>([^<]*)</\1\s*>")
 # The response headers feedparser reads: the charset, the base for relative links, the language.
 _CONTEXT_HEADERS = ("content-type", "content-location", "content-language")
 
@@ -107,6 +110,32 @@ def split_entries(body: bytes) -> list[tuple[int, int]] | None:
         else:
             start = match.start()
     return None if start >= 0 else spans
+
+
+Keys = frozenset[tuple[bytes, ...]] | None
+
+
+def entry_keys(body: bytes) -> Keys:
+    """What names each of the body's entries: the text of every guid, id and link element inside
+    it, in order (an Atom entry's `<source>` has an id of its own: both are in its key). None
+    when the body cannot be split with certainty or an entry has no such element: then nothing
+    can be said about which entries the body holds."""
+    spans = split_entries(body)
+    if spans is None:
+        return None
+    keys: set[tuple[bytes, ...]] = set()
+    for start, end in spans:
+        key = tuple(m.group(2).strip() for m in _ENTRY_KEY.finditer(body, start, end))
+        if not key:
+            return None
+        keys.add(key)
+    return frozenset(keys)
+
+
+def covers(newer: Keys, older: Keys) -> bool:
+    """Whether a body with entry keys `newer` names every entry of one with `older` (both from
+    `entry_keys`; None says nothing, so nothing is covered)."""
+    return newer is not None and older is not None and older <= newer
 
 
 def _context(

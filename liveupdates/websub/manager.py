@@ -37,6 +37,7 @@ from liveupdates.settings import Settings
 from liveupdates.store.base import Store
 from liveupdates.store.websub import WebSubStore
 from liveupdates.websub import lease
+from liveupdates.websub.bursts import newest_pushes
 from liveupdates.websub.client import hub_request
 from liveupdates.websub.discovery import Discovered, discover
 from liveupdates.websub.tokens import callback_url, new_secret, new_token
@@ -156,7 +157,7 @@ class WebSubManager:
                     continue
                 try:
                     pushes = await self.wstore.take_pushes(QUEUE_BATCH, QUEUE_WAIT)
-                    for push in pushes:
+                    for push in newest_pushes(pushes):
                         await self._ingest(push.feed_id, push.body, push.headers)
                 finally:
                     await self.wstore.release_action(QUEUE_HOLDER)
