@@ -29,10 +29,11 @@ HISTORY_LOST_REASON = "log history lost; resume with since/epoch for a reset"
 # frame. A small channel barely waits (its pass is short), and an update after a quiet spell is
 # not delayed at all: the wait is long over. The cap is latency's share: the longer the pump
 # waits, the further the publisher runs ahead of readers that cannot take more, and every frame
-# queued behind them counts from its publish time. A/B at 10,000 readers (README, "Benchmarks"):
-# 20 ms gave burst p99 5.1-7.3 s, 5 ms 2.1-2.3 s, at as many frames per core (3.3-6.3x the bare
-# broadcast, against 4.0x with 20 ms).
-FANOUT_LINGER_MAX = 0.005
+# queued behind them counts from its publish time. A 5 ms cap, A/B'd against this one (3
+# alternating runs each, README "Benchmarks"), cut burst p99 at 10,000 readers from 7.5x the bare
+# broadcast's to 1.8x, neither meeting the 1.0x target, and the burst's frames per core from
+# 3.7x the bare broadcast's to 1.6x (worst run 1.15x, under the 1.5x target): not kept.
+FANOUT_LINGER_MAX = 0.02
 log = logging.getLogger(__name__)
 
 
