@@ -291,7 +291,13 @@ async def run_hub(
         ws_sock=ws_sock,
     )
     server = make_server(
-        app, settings, host="127.0.0.1", port=http_port, log_level="warning", backlog=4096
+        app,
+        settings,
+        host="127.0.0.1",
+        port=http_port,
+        log_level="warning",
+        backlog=4096,
+        own_process=True,  # as `serve` and `web` run it (hub/gcpolicy.py)
     )
     serving = asyncio.create_task(server.serve(sockets=[http_sock]))
     while not server.started:

@@ -54,7 +54,9 @@ async def amain(args: argparse.Namespace) -> None:
     backends = open_backends(settings)
     store, bus = backends.store, backends.bus
     app = build_app(settings, backends, self_url=f"http://127.0.0.1:{port}")
-    server = make_server(app, settings, host="127.0.0.1", port=port, log_level="warning")
+    server = make_server(
+        app, settings, host="127.0.0.1", port=port, log_level="warning", own_process=True
+    )
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if serving.done():

@@ -171,7 +171,8 @@ def serve(
             # JSON logs: uvicorn's own text handlers would break the one-object-per-line stream,
             # so its loggers go through the root handler that configure_logging set up.
             options: dict[str, Any] = {"log_config": None} if settings.log_format == "json" else {}
-            await make_server(app, settings, host=host, port=port, **options).serve(sockets=[sock])
+            server = make_server(app, settings, host=host, port=port, own_process=True, **options)
+            await server.serve(sockets=[sock])
         finally:
             await backends.close()
 

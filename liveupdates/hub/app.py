@@ -23,6 +23,7 @@ from liveupdates.bus.base import Bus
 from liveupdates.hub import logfilter
 from liveupdates.hub.core import SHUTDOWN_GRACE, Hub
 from liveupdates.hub.edge import EdgeMiddleware, backend_unavailable
+from liveupdates.hub.gcpolicy import settle_after_startup
 from liveupdates.hub.origins import OriginPolicy
 from liveupdates.hub.rest import routes as rest_routes
 from liveupdates.hub.sse import sse_endpoint
@@ -149,9 +150,15 @@ class HubServer(uvicorn.Server):
     Without this, open SSE streams would hold a graceful shutdown until its timeout.
     """
 
-    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+    def __init__(self, config: uvicorn.Config, hub: Hub, *, own_process: bool = False) -> None:
         super().__init__(config)
         self.hub = hub
+        self.own_process = own_process
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.own_process:
+            settle_after_startup()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
@@ -170,9 +177,13 @@ def make_server(
     host: str | None = None,
     port: int | None = None,
     log_level: str = "info",
+    own_process: bool = False,
     **uvicorn_options: Any,
 ) -> HubServer:
-    """A uvicorn server for `app` with the hub's WebSocket settings (not started)."""
+    """A uvicorn server for `app` with the hub's WebSocket settings (not started).
+
+    `own_process`: the server is what this process is for (`serve`, `web`): once started, it sets
+    the garbage collector for serving (hub/gcpolicy.py)."""
     logfilter.install()
     warn_if_open_to_any_origin(settings, host or settings.hub_host)
     if settings.hub_ws_front_door and "http" not in uvicorn_options:
@@ -193,7 +204,7 @@ def make_server(
         timeout_graceful_shutdown=10,
         **uvicorn_options,
     )
-    return HubServer(config, app.state.hub)
+    return HubServer(config, app.state.hub, own_process=own_process)
 
 
 def is_loopback(host: str) -> bool:

@@ -26,9 +26,13 @@ HISTORY_LOST_REASON = "log history lost; resume with since/epoch for a reset"
 # After a pass over the members, the pump waits as long as that pass took (at most this long)
 # before taking the next batch. Under a burst, updates then reach each reader in a few writes of
 # several frames instead of one write (one send() system call, most of the fan-out's CPU) per
-# frame, and the bigger the channel, the bigger the batches: the pump works at least half of the
-# time and an update waits at most one pass longer. A small channel barely waits (its pass is
-# short), and an update after a quiet spell is not delayed at all: the wait is long over.
+# frame. A small channel barely waits (its pass is short), and an update after a quiet spell is
+# not delayed at all: the wait is long over. The cap is latency's share: the longer the pump
+# waits, the further the publisher runs ahead of readers that cannot take more, and every frame
+# queued behind them counts from its publish time. A 5 ms cap, A/B'd against this one (3
+# alternating runs each, README "Benchmarks"), cut burst p99 at 10,000 readers from 7.5x the bare
+# broadcast's to 1.8x, neither meeting the 1.0x target, and the burst's frames per core from
+# 3.7x the bare broadcast's to 1.6x (worst run 1.15x, under the 1.5x target): not kept.
 FANOUT_LINGER_MAX = 0.02
 log = logging.getLogger(__name__)
 
