@@ -13,10 +13,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 def stale_connection_retry() -> Retry:
     """Retry a call once, at once, on a new connection if its connection turned out closed.
 
-    A client built from a URL has no retry at all, and redis-py's pool hands out idle
-    connections without checking them (it skips that check while maintenance notifications are
-    on, their default), so after a Redis restart every connection pooled before it failed its
-    next call once: seconds later under load, when a worker had already logged "redis back".
+    redis-py (8.1) gives a client built from a URL no retry (its default one is only for a client
+    that builds its own pool), and its pool hands out idle connections unchecked (it skips that
+    check while maintenance notifications are on, their default), so after a Redis restart every
+    connection pooled before it failed its next call once: seconds later under load, when a
+    worker had already logged "redis back", so a second outage.
     While Redis is really down the second try is refused just as fast. A timeout is not
     retried: the server may have run the command, and a new connection does not make it faster.
     """
