@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from liveupdates.backends.availability import Availability
+from liveupdates.backends.base import Signal, SignalKind
 from liveupdates.backends.errors import BACKEND_ERRORS
+from liveupdates.backends.redis import RedisClaims, RedisSignals
+from liveupdates.store.redis import RedisStore
 from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 from tests.support.processes import Processes, redis_env
 from tests.support.redis_server import RedisServerProcess
@@ -81,6 +84,34 @@ async def test_a_worker_logs_a_redis_outage_once_each_way(
     assert len(loud) == 2, text
 
 
+async def test_calls_after_a_redis_restart_do_not_fail_on_connections_from_before(
+    own_redis: RedisServerProcess,
+) -> None:
+    """Every connection pooled before a restart is closed by the server. A call that is handed
+    one must still succeed: under load a worker first uses some of them seconds after "redis
+    back", and each failure there was logged as a new outage."""
+    prefix = "lutest:restart:"
+    store = RedisStore(own_redis.url, prefix=prefix)
+    claims = RedisClaims(store.client, prefix)
+    signals = RedisSignals(own_redis.url, prefix)
+
+    async def calls_at_once(n: int = 4) -> None:  # so each pool holds n connections
+        await asyncio.gather(
+            *(store.set_next_poll(f"feed{i}", "2026-01-01T00:00:00.000Z") for i in range(n)),
+            *(claims.claim(f"feed{i}", 30.0) for i in range(n)),
+            *(signals.send(Signal(SignalKind.FEEDS)) for _ in range(n)),
+        )
+
+    try:
+        await calls_at_once()
+        own_redis.stop()
+        own_redis.start()  # same port, same data
+        await calls_at_once()
+    finally:
+        await signals.close()
+        await store.close()
+
+
 def test_availability_logs_each_change_once_and_backs_off(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -116,7 +147,8 @@ def test_without_settling_a_failure_right_after_back_is_a_new_outage(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The hub's availability (settle=0): a 503 right after a success is down again at once,
-    which stops live catch-up; a worker's (default) waits out failures of stale connections."""
+    which stops live catch-up; a worker's (default) waits out failures of calls that were under
+    way when Redis came back."""
     caplog.set_level(logging.INFO, logger="liveupdates.backends")
     hub = Availability("store or bus", settle=0.0)
     worker = Availability("redis")

@@ -17,8 +17,9 @@ from liveupdates.backends.errors import BACKEND_ERRORS
 
 log = logging.getLogger("liveupdates.backends")
 
-# After an outage ends, calls on connections opened before it may still fail once (the server
-# closed them); failures this soon after "back" do not start a new outage unless they go on.
+# After an outage ends, a call that failed while Redis was still coming back may be reported just
+# after another call's success; failures this soon after "back" do not start a new outage unless
+# they go on. (Connections pooled before the outage do not fail: liveupdates.store.redisclient.)
 SETTLE_SECONDS = 2.0
 
 

@@ -18,6 +18,7 @@ from liveupdates.backends.base import Backends, Grant, Signal, SignalKind
 from liveupdates.bus.redis import RedisBus
 from liveupdates.store.devices_redis import RedisDeviceStore
 from liveupdates.store.redis import RedisStore
+from liveupdates.store.redisclient import open_client
 from liveupdates.store.websub_redis import RedisWebSubStore
 
 log = logging.getLogger(__name__)
@@ -142,9 +143,7 @@ class RedisSignals:
         availability: Availability | None = None,
     ) -> None:
         self.client = (
-            aioredis.Redis.from_url(url_or_client)
-            if isinstance(url_or_client, str)
-            else url_or_client
+            open_client(url_or_client) if isinstance(url_or_client, str) else url_or_client
         )
         self._owns_client = isinstance(url_or_client, str)
         self.channel = f"{prefix}signals"

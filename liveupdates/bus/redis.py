@@ -244,6 +244,9 @@ class RedisBus:
                 for name in ("decode_responses", "socket_timeout", "socket_keepalive"):
                     kwargs[name] = options[name]
                 kwargs["client_name"] = options["client_name"]
+                # Not the source's retry on a new connection: this loop reconnects by itself,
+                # since after a reconnect it needs its new client id and an epoch check.
+                kwargs.pop("retry", None)
                 pool = aioredis.ConnectionPool(
                     connection_class=source.connection_pool.connection_class, **kwargs
                 )

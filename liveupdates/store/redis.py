@@ -81,6 +81,7 @@ from liveupdates.store.base import (
     unique_channels,
     utc_now_iso,
 )
+from liveupdates.store.redisclient import open_client
 
 # How long a provisional epoch (looked at, never appended to) is kept.
 PROVISIONAL_TTL = 7 * 24 * 3600
@@ -200,7 +201,7 @@ class RedisStore:
     """Store on Redis (standalone; Cluster-ready key layout, see the module docstring)."""
 
     def __init__(self, url: str, *, prefix: str = "lu:", log_retention: int | None = None) -> None:
-        client = aioredis.Redis.from_url(url, decode_responses=True)
+        client = open_client(url, decode_responses=True)
         self._init(client, prefix, log_retention, owns_client=True)
 
     @classmethod
