@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,14 @@ from liveupdates.ingest import Ingestor
 from liveupdates.models import FeedConfig, LogEntry
 from liveupdates.store.sqlite import SQLiteStore
 from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
-from tests.support.stories import BRIDGE, bridge_story, rss
+from tests.support.stories import (
+    BRIDGE,
+    STORM_WATCH,
+    bridge_story,
+    rss,
+    storm_watch_entry,
+    storm_watch_story,
+)
 
 PATH = "/gazette.xml"
 
@@ -99,6 +107,19 @@ async def test_new_story_then_edits_make_exact_diffs(pipeline: Pipeline) -> None
     for entry in log[1:]:
         current = apply(current, entry.event["diff"])
     assert current == (await pipeline.store.latest(story_id)).snapshot
+
+
+async def test_a_live_blog_update_carries_only_its_new_paragraph(pipeline: Pipeline) -> None:
+    # The items have content:encoded and no description: the story has no summary to repeat.
+    await pipeline.poll(rss([storm_watch_story(3)]))
+    [event] = await pipeline.poll(rss([storm_watch_story(4)]))
+    assert event["diff"]["fields"] == {}
+    [hunk] = event["diff"]["paragraphs"]
+    assert (hunk["op"], hunk["old"], hunk["new"]) == ("insert", [], [storm_watch_entry(4)])
+    frame = json.dumps(event)
+    assert all(old not in frame for old in [*STORM_WATCH, storm_watch_entry(3)])
+    latest = await pipeline.store.latest(event["story"]["id"])
+    assert latest.snapshot.summary == ""
 
 
 async def test_cosmetic_churn_is_not_an_update(pipeline: Pipeline) -> None:

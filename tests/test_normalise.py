@@ -9,6 +9,7 @@ from typing import Any
 import feedparser
 import pytest
 
+from liveupdates.diff.summary import summarise_created
 from liveupdates.feeds.normalise import content_hash, html_paragraphs, normalise_entry
 from liveupdates.models import Snapshot
 
@@ -135,6 +136,41 @@ def test_atom_plain_text_content_splits_on_blank_lines() -> None:
         "Second paragraph wrapped over two lines.",
     )
     assert (story.published, story.updated) == ("2026-03-01T12:00:00Z", None)
+
+
+ATOM_LIVE_BLOG = """<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <title>Valley Courier</title><id>urn:courier:feed</id><updated>2026-03-02T10:00:00Z</updated>
+  <entry>
+    <id>urn:courier:live:floods</id>
+    <link rel="alternate" href="https://courier.example/live/floods"/>
+    <updated>2026-03-02T10:00:00Z</updated>
+    <content type="html">&lt;p&gt;10:00 The river is a metre above normal.&lt;/p&gt;
+      &lt;p&gt;09:40 Sandbags are handed out at the fire station.&lt;/p&gt;</content>
+  </entry>
+</feed>"""
+
+
+def test_content_only_entry_has_an_empty_summary_and_keeps_its_body() -> None:
+    # feedparser copies content into `summary` when an item has none: that copy is not a summary.
+    story = _only(ATOM_LIVE_BLOG)
+    assert story.summary == ""
+    assert story.paragraphs == (
+        "10:00 The river is a metre above normal.",
+        "09:40 Sandbags are handed out at the fire station.",
+    )
+    assert summarise_created(story) == "10:00 The river is a metre above normal."
+    rss_item = _rss_item("Rates frozen", "https://town.example/rates", "<p>Rates stay put.</p>")
+    assert _only(rss_item).summary == ""
+
+
+def test_a_description_equal_to_the_content_is_still_the_summary() -> None:
+    description = "<description>&lt;p&gt;Rates stay put.&lt;/p&gt;</description>"
+    feed = _rss_item(
+        "Rates frozen", "https://town.example/rates", "<p>Rates stay put.</p>", description
+    )
+    story = _only(feed)
+    assert (story.summary, story.paragraphs) == ("Rates stay put.", ("Rates stay put.",))
 
 
 def test_summary_only_entry_uses_summary_as_body_split_at_br() -> None:

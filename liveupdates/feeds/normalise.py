@@ -192,6 +192,23 @@ def _title(entry: Mapping[str, Any]) -> str:
     return _collapse(" ".join(_detail_paragraphs(title, content_type)))
 
 
+def _summary_is_content_copy(entry: Mapping[str, Any]) -> bool:
+    """True if the entry's `summary` is only feedparser's copy of its content.
+
+    feedparser (mixin `_end_content`) puts a text/HTML content's value in `summary` when the item
+    has no summary/description of its own, and only then sets no `summary_detail`: a real element
+    always gets one, even when its text equals the content. Both tests, so an entry built by hand
+    with a bare `summary` keeps it.
+    """
+    summary = _own(entry, "summary")
+    if isinstance(_own(entry, "summary_detail"), Mapping) or not isinstance(summary, str):
+        return False
+    content = _own(entry, "content")
+    if not isinstance(content, Sequence) or isinstance(content, str):
+        return False
+    return any(isinstance(item, Mapping) and item.get("value") == summary for item in content)
+
+
 def _summary_paragraphs(entry: Mapping[str, Any]) -> list[str]:
     summary = _str(_own(entry, "summary"))
     detail = _own(entry, "summary_detail")
@@ -273,6 +290,9 @@ def normalise_entry(entry: Mapping[str, Any], feed_id: str) -> Snapshot | None:
     summary = _summary_paragraphs(entry)
     # Without readable content the summary is the body too: parsed once, used for both.
     paragraphs = _content_paragraphs(entry) or summary
+    if _summary_is_content_copy(entry):
+        # The body already holds that text; a copy would make every diff carry the whole story.
+        summary = []
     if not (title or url or paragraphs):
         return None
     guid = _str(_own(entry, "id")).strip() or None
