@@ -38,7 +38,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from liveupdates.hub.gcpolicy import settle_after_startup
+from liveupdates.gcpolicy import settle_after_startup
 
 TARGET_RATIO = 3.0
 TARGET_SECONDS_100K = 60.0

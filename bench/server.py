@@ -297,7 +297,7 @@ async def run_hub(
         port=http_port,
         log_level="warning",
         backlog=4096,
-        own_process=True,  # as `serve` and `web` run it (hub/gcpolicy.py)
+        own_process=True,  # as `serve` and `web` run it (liveupdates/gcpolicy.py)
     )
     serving = asyncio.create_task(server.serve(sockets=[http_sock]))
     while not server.started:

@@ -20,10 +20,10 @@ from liveupdates.api.cors import PublicCORS
 from liveupdates.api.routes import api_routes
 from liveupdates.backends.errors import BACKEND_ERRORS
 from liveupdates.bus.base import Bus
+from liveupdates.gcpolicy import settle_after_startup
 from liveupdates.hub import logfilter
 from liveupdates.hub.core import SHUTDOWN_GRACE, Hub
 from liveupdates.hub.edge import EdgeMiddleware, backend_unavailable
-from liveupdates.hub.gcpolicy import settle_after_startup
 from liveupdates.hub.origins import OriginPolicy
 from liveupdates.hub.rest import routes as rest_routes
 from liveupdates.hub.sse import sse_endpoint
@@ -183,7 +183,7 @@ def make_server(
     """A uvicorn server for `app` with the hub's WebSocket settings (not started).
 
     `own_process`: the server is what this process is for (`serve`, `web`): once started, it sets
-    the garbage collector for serving (hub/gcpolicy.py)."""
+    the garbage collector for serving (liveupdates/gcpolicy.py)."""
     logfilter.install()
     warn_if_open_to_any_origin(settings, host or settings.hub_host)
     if settings.hub_ws_front_door and "http" not in uvicorn_options:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from liveupdates.backends import check_reachable, open_backends
-from liveupdates.hub.gcpolicy import settle_after_startup
+from liveupdates.gcpolicy import settle_after_startup
 from liveupdates.metrics import start_metrics_server
 from liveupdates.push.model import SendResult
 from liveupdates.push.service import default_providers, run_dispatcher
