@@ -12,6 +12,7 @@ collector is off between `arm` and the end of `wait`, so client pauses do not co
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -26,6 +27,27 @@ from bench.payload import read_t0
 from bench.proc import Handler, child_main
 from bench.receipts import Receipts
 from bench.receiver import Receiver
+
+# IP_BIND_ADDRESS_NO_PORT: bind() keeps the address and leaves the port to connect(). A plain
+# bind((addr, 0)) must find a port free for every destination, a scan of the range in the
+# kernel for each socket once thousands are bound to the address.
+
+
+async def _bound(url: str, source: str) -> socket.socket:
+    """A TCP socket connected to `url`'s host and port from the loopback address `source`."""
+    hostport = url.split("//", 1)[1].split("/", 1)[0]
+    host, port = hostport.rsplit(":", 1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source, 0))
+        sock.setblocking(False)
+        connecting = asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        await asyncio.wait_for(connecting, 30)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class Load(Receipts):
@@ -80,9 +102,13 @@ class Load(Receipts):
         url, channel, n = args["url"], args["channel"], args["n"]
         subscribe = json.dumps({"type": "subscribe", "channel": channel})
         gate = asyncio.Semaphore(args.get("concurrency", 50))
-        # A loopback source address of its own (127.0.0.2, ...): one address reaches one server
-        # port from ~28k ephemeral ports only, so the 100k run spreads its clients over several.
-        source = {"local_addr": (args["source"], 0)} if args.get("source") else {}
+        # Loopback source addresses of its own (127.0.0.2, ...), taken in turn: one address
+        # reaches one server port from the ~28k ephemeral ports of `ip_local_port_range`, and
+        # connect() picks odd ports first: past ~14,000 on one address each connect() scans
+        # that half in the kernel (__inet_check_established), and the 100k storm slowed from
+        # ~1,700 to ~300 connections/s on the client side alone. So <= 8,000 per address.
+        sources: list[str] = args.get("sources", [])
+        turn = itertools.cycle(sources)
         failed: Counter[str] = Counter()
         started = time.perf_counter()
 
@@ -90,6 +116,7 @@ class Load(Receipts):
             async with gate:
                 for attempt in range(3):
                     try:
+                        extra = {"sock": await _bound(url, next(turn))} if sources else {}
                         ws = await connect(
                             url,
                             compression=None,
@@ -97,7 +124,7 @@ class Load(Receipts):
                             ping_interval=None,
                             open_timeout=30,
                             close_timeout=5,
-                            **source,
+                            **extra,
                         )
                         await ws.send(subscribe)
                         answer = await asyncio.wait_for(ws.recv(), 30)
