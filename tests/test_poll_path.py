@@ -99,6 +99,25 @@ async def _held_poll(
     return scheduler, polling
 
 
+async def test_a_worker_keeps_no_per_feed_lock_once_polls_end(
+    embedded: Backends, feed_server: FeedServer
+) -> None:
+    """Feeds come and go for the life of a worker: the lock that keeps a feed's polls one at a
+    time goes when its last poll ends, not with the process."""
+    scheduler, polling = await _held_poll(embedded, feed_server, rss([bridge_story()]))
+    try:
+        waiting = asyncio.create_task(scheduler.poll_now("a"))  # its turn comes after the first
+        assert (await polling) is not None and (await waiting) is not None
+        assert feed_server.count("/a.xml") == 2
+        feed_server.set("/b.xml", rss([bridge_story()]))
+        for n in range(20):
+            await embedded.store.upsert_feed(FeedConfig(id=f"b{n}", url=feed_server.url("/b.xml")))
+            assert await scheduler.poll_now(f"b{n}") is not None
+        assert scheduler._locks == {}
+    finally:
+        await scheduler.aclose()
+
+
 async def test_a_burst_of_full_pushes_ingests_the_newest_once_and_answers_every_push(
     embedded: Backends, feed_server: FeedServer
 ) -> None:

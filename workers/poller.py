@@ -35,7 +35,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -66,6 +66,14 @@ CLAIM_RETRY_SECONDS = 5.0
 HELD_RETRY_SECONDS = 0.1
 
 Work = Callable[[FeedConfig], Awaitable[PollReport]]
+
+
+class _FeedLock:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0  # holding or waiting
 
 
 @dataclass(slots=True)
@@ -140,7 +148,7 @@ class FeedScheduler:
         self._feeds: dict[str, FeedConfig] = {}
         self._running: set[str] = set()
         self._again: set[str] = set()  # a poll was requested while one was running
-        self._locks: dict[str, asyncio.Lock] = {}  # one poll of a feed at a time, here
+        self._locks: dict[str, _FeedLock] = {}  # one poll of a feed at a time, here
         self._tasks: set[asyncio.Task[None]] = set()  # requested polls run outside their jobs
         self._pushes: dict[str, _QueuedPush] = {}  # per feed, the latest push waiting its turn
         self._pace: dict[str, float] = {}  # adaptive wait after a success, per feed
@@ -254,7 +262,7 @@ class FeedScheduler:
     async def poll_requested(self, feed_id: str) -> None:
         """Another process asked for a poll (Claims.request + Signal.POLL): the worker that
         claims the feed first polls it and announces the end; the others follow its plan."""
-        if self._lock(feed_id).locked():
+        if self._busy(feed_id):
             self._again.add(feed_id)  # asked again once the running poll (or claim) ends
         elif feed_id in self._feeds:
             self._spawn(feed_id)
@@ -330,8 +338,25 @@ class FeedScheduler:
         push.done.set_result(report)
         return report
 
-    def _lock(self, feed_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(feed_id, asyncio.Lock())
+    def _busy(self, feed_id: str) -> bool:
+        held = self._locks.get(feed_id)
+        return held is not None and held.lock.locked()
+
+    @contextlib.asynccontextmanager
+    async def _lock(self, feed_id: str) -> AsyncIterator[None]:
+        """The feed's lock. Its entry goes once nobody holds or waits for it: feeds come and go
+        for the life of the process, and an entry dropped while held would let a second poll in."""
+        held = self._locks.get(feed_id)
+        if held is None:
+            held = self._locks[feed_id] = _FeedLock()
+        held.users += 1
+        try:
+            async with held.lock:
+                yield
+        finally:
+            held.users -= 1
+            if not held.users:
+                del self._locks[feed_id]
 
     async def _exclusive(self, feed: FeedConfig, work: Work) -> PollReport:
         """Run `work` on the feed as soon as no other poll of it runs, here or elsewhere."""
@@ -405,10 +430,9 @@ class FeedScheduler:
 
     async def _run(self, feed_id: str) -> None:
         feed = self._feeds.get(feed_id)
-        lock = self._lock(feed_id)
-        if feed is None or lock.locked():
+        if feed is None or self._busy(feed_id):
             return  # a "poll now" of it is running: it plans the next poll when it ends
-        async with lock:
+        async with self._lock(feed_id):
             try:
                 grant = await self.claims.claim(feed_id, self.lease_seconds)
             except Exception as exc:
@@ -492,7 +516,7 @@ class FeedScheduler:
 
     async def _run_soon(self, feed_id: str) -> None:
         await asyncio.sleep(0)  # let the caller's poll release the feed's lock first
-        if self._lock(feed_id).locked():
+        if self._busy(feed_id):
             self._again.add(feed_id)
         else:
             await self._run(feed_id)
