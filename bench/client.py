@@ -60,6 +60,7 @@ class Load(Receipts):
 
     def _received(self, now: float, t0: float) -> None:
         self.latencies.append(now - t0)
+        self.arrivals.append(now)
         if not self.received:
             self.first = now
         self.received += 1

@@ -20,6 +20,8 @@ class Receipts:
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
+        # Receipt times (WebSocket client): the orchestrator measures a burst from its start.
+        self.arrivals: list[float] = []
         self.received = 0
         self.expected = 0
         self.first = 0.0
@@ -46,6 +48,7 @@ class Receipts:
         alive = self.alive()
         self.expected = alive * args["per_conn"]
         self.latencies = []
+        self.arrivals = []
         self.received = 0
         self.first = self.last = 0.0
         self.rearm()
@@ -65,9 +68,11 @@ class Receipts:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.done.wait(), 0.5)
         gc.enable()
-        samples = self.latencies
+        samples, arrivals = self.latencies, self.arrivals
         if len(samples) > MAX_SAMPLES:
             samples = random.sample(samples, MAX_SAMPLES)
+        if len(arrivals) > MAX_SAMPLES:
+            arrivals = random.sample(arrivals, MAX_SAMPLES)
         return {
             "received": self.received,
             "expected": self.expected,
@@ -75,6 +80,7 @@ class Receipts:
             "last": self.last,
             "closed": dict(self.closed),
             "latencies": [round(x, 6) for x in samples],
+            "arrivals": arrivals,
             "count": len(self.latencies),
             **self.extra(),
         }

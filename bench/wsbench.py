@@ -62,6 +62,11 @@ def pooled(runs: list[tuple[list[dict[str, Any]], float, float]]) -> dict[str, A
     wall = sum(run[1] for run in runs)
     cpu = sum(run[2] for run in runs)
     latencies = [x for a in answers for x in a["latencies"]]
+    # From the moment the run was started (the publish command sent), not from each update's
+    # publish time: in a burst, the bare server stamps its update k only after sending update
+    # k-1 to every reader, so its later updates look fresh however long readers waited for them
+    # (coordinated omission). Both servers are measured from the same start.
+    waits = [x for a in answers for x in a.get("waits", ())]
     received = sum(a["received"] for a in answers)
     expected = sum(a["expected"] for a in answers)
     closed: dict[str, int] = {}
@@ -79,6 +84,8 @@ def pooled(runs: list[tuple[list[dict[str, Any]], float, float]]) -> dict[str, A
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
         "max_ms": max(latencies) * 1000 if latencies else 0.0,
+        "wait_p50_ms": percentile(waits, 50) * 1000,
+        "wait_p99_ms": percentile(waits, 99) * 1000,
         "closed": closed,
         "runs": len(runs),
     }
@@ -133,6 +140,8 @@ class Rig:
         start()
         answers = call_all(self.loaders, "wait", timeout=timeout + 30, timeout_s=timeout)
         cpu = cpu_seconds(self.proc) - cpu0
+        for a in answers:
+            a["waits"] = [t - started for t in a.pop("arrivals", ())]
         last = max((a["last"] for a in answers if a["last"]), default=started)
         return answers, max(1e-9, last - started), cpu
 
