@@ -182,6 +182,18 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
                     "yes" if r99 <= 1.5 else "NO",
                 )
             )
+            if h["rate"] is None and "wait_p99_ms" in h:  # bench/wsbench.pooled says why
+                wait99 = ratio(h["wait_p99_ms"], b["wait_p99_ms"])
+                table.append(
+                    (
+                        f"{label}: from the burst's start p50 / p99 ms",
+                        f"{_fmt(h['wait_p50_ms'])} / {_fmt(h['wait_p99_ms'])}",
+                        f"{_fmt(b['wait_p50_ms'])} / {_fmt(b['wait_p99_ms'])}",
+                        f"{wait99:.2f} (p99)",
+                        "p99 <= 1.0x",
+                        "yes" if wait99 <= 1.0 else "NO",
+                    )
+                )
     cap = results.get("capacity")
     if cap:
         b = cap["bare"]
