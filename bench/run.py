@@ -232,7 +232,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
         r99 = ratio(p["p99_ms"], a["p99_ms"])
         table.append(
             (
-                f"end to end, {e2e['clients']} clients: fetch end -> receipt p50 / p99 ms",
+                f"end to end, {e2e['clients']} clients: fetch end -> receipt"
+                f"{' (kernel)' if e2e.get('receiver') == 'kernel' else ''} p50 / p99 ms",
                 f"{_fmt(p['p50_ms'])} / {_fmt(p['p99_ms'])}",
                 f"{_fmt(a['p50_ms'])} / {_fmt(a['p99_ms'])}",
                 f"{r99:.2f} (p99)",

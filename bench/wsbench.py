@@ -212,13 +212,19 @@ def live_feed(version: int, base: int = 30, *, descriptions: bool = False) -> by
     return rss(items + news_feed(11, items=10), descriptions=descriptions)
 
 
-def e2e_session(n: int, changes: int, interval: float, *, processes: int = 2) -> dict[str, Any]:
+def e2e_session(
+    n: int, changes: int, interval: float, *, processes: int = 2, receiver: str = "kernel"
+) -> dict[str, Any]:
+    """`receiver`: "kernel" (receipt = the frame's bytes reached the client's socket, as in
+    bench/websub.py, so the client processes' own CPU on the shared cores is left out) or
+    "websockets" (a Python `websockets` client's reader got the frame)."""
     from tests.support.feedserver import FeedServer
 
     with FeedServer() as feeds:
         feeds.set("/live.xml", live_feed(0), etag=True)
         rig = Rig("hub", n, processes, f"e2e{n}")
         try:
+            call_all(rig.loaders, "receiver", kind=receiver)
             setup = rig.server.call("e2e_setup", url=feeds.url("/live.xml"))
             rig.channel = setup["channel"]
             got = rig.connect(n)
@@ -253,6 +259,7 @@ def e2e_session(n: int, changes: int, interval: float, *, processes: int = 2) ->
     parse_ms, normalise_ms = _parse_costs(live_feed(changes))
     return {
         "clients": connected,
+        "receiver": receiver,
         "changes": changes,
         "interval_s": interval,
         "pipeline": pipeline,
