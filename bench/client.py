@@ -28,13 +28,13 @@ from bench.proc import Handler, child_main
 from bench.receipts import Receipts
 from bench.receiver import Receiver
 
-# IP_BIND_ADDRESS_NO_PORT: bind() keeps the address and leaves the port to connect(). A plain
-# bind((addr, 0)) must find a port free for every destination, a scan of the range in the
-# kernel for each socket once thousands are bound to the address.
-
 
 async def _bound(url: str, source: str) -> socket.socket:
-    """A TCP socket connected to `url`'s host and port from the loopback address `source`."""
+    """A TCP socket connected to `url`'s host and port from the loopback address `source`.
+
+    With IP_BIND_ADDRESS_NO_PORT, bind() keeps the address and leaves the port to connect(): a
+    plain bind((addr, 0)) must find a port free for every destination, a scan of the range in
+    the kernel for each socket once thousands are bound to the address."""
     hostport = url.split("//", 1)[1].split("/", 1)[0]
     host, port = hostport.rsplit(":", 1)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
