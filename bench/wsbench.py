@@ -157,11 +157,20 @@ class Rig:
 
 
 def fanout_session(
-    kind: str, n: int, phases: list[Phase], *, processes: int = 2, measure_rss: bool = True
+    kind: str,
+    n: int,
+    phases: list[Phase],
+    *,
+    processes: int = 2,
+    measure_rss: bool = True,
+    receiver: str = "websockets",
 ) -> Session:
+    """`receiver`: as in `e2e_session`."""
     session = Session(kind, n)
     rig = Rig(kind, n, processes, f"fanout{n}")
     try:
+        if receiver != "websockets":
+            call_all(rig.loaders, "receiver", kind=receiver)
         warm = min(n, 10 * processes)
         rig.connect(warm)
         session.rss_before = server_rss(rig.server, rig.proc) if measure_rss else 0
