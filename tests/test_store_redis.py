@@ -5,6 +5,8 @@ Everything a Store must do is in test_store_contract.py; this file covers what o
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
@@ -12,6 +14,7 @@ from redis.crc import key_slot
 from liveupdates.models import LogEntry, Snapshot, feed_channel, story_channel
 from liveupdates.store.base import VersionConflict
 from liveupdates.store.redis import RedisStore
+from liveupdates.store.redisclient import MAX_CONNECTIONS
 
 
 def snap(story: str, title: str = "Tram line extended", feed: str = "valley-post") -> Snapshot:
@@ -194,3 +197,18 @@ async def test_latest_hashes_reads_the_version_when_the_hash_field_is_missing_or
         "s2": "h-s2-2",
         "s3": "h-s3-1",
     }
+
+
+async def test_a_storm_of_calls_beyond_the_pool_waits_for_connections(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """A reconnect storm puts thousands of subscribes on the store at once: the calls past the
+    pool's size wait for a free connection; none fails with "too many connections"."""
+    opened = RedisStore(redis_url, prefix=redis_prefix)
+    try:
+        s = snap("storm")
+        await opened.append_version(s, "h", 0, [{"n": 1}], chans(s))
+        found = await asyncio.gather(*(opened.latest("storm") for _ in range(3 * MAX_CONNECTIONS)))
+        assert all(v is not None and v.version == 1 for v in found)
+    finally:
+        await opened.close()

@@ -24,6 +24,22 @@ def stale_connection_retry() -> Retry:
     return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
+# Connections per client (per process and backend). redis-py's own pool refuses a call at once
+# (MaxConnectionsError) when all 100 are busy: in a reconnect storm a web process had thousands
+# of subscribes waiting on the store at once, and the ones past 100 failed. This pool makes them
+# wait their turn instead, up to POOL_WAIT_SECONDS (then a ConnectionError, as for an outage).
+MAX_CONNECTIONS = 100
+POOL_WAIT_SECONDS = 10.0
+
+
 def open_client(url: str, **options: Any) -> aioredis.Redis:
-    """A pooled client for `url` (redis://, rediss://, unix://) with `stale_connection_retry`."""
-    return aioredis.Redis.from_url(url, retry=stale_connection_retry(), **options)
+    """A pooled client for `url` (redis://, rediss://, unix://) with `stale_connection_retry`;
+    calls beyond MAX_CONNECTIONS in flight wait for a free connection."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_SECONDS,
+        retry=stale_connection_retry(),
+        **options,
+    )
+    return aioredis.Redis.from_pool(pool)
