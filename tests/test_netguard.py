@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import select
 import socket
 import ssl
 from collections.abc import Iterator
@@ -22,7 +23,13 @@ from liveupdates.feeds.fetch import Fetcher
 from liveupdates.ingest import Ingestor
 from liveupdates.models import FeedConfig, FetchState
 from liveupdates.netguard import AddressPolicy, AddressRefused, parse_networks
-from liveupdates.netguard.transport import GuardedBackend, GuardedPool, guarded_client
+from liveupdates.netguard.transport import (
+    GuardedBackend,
+    GuardedPool,
+    guarded_client,
+    note_readable,
+    unnote,
+)
 from liveupdates.settings import SettingsError, load_settings
 from liveupdates.store.sqlite import SQLiteStore
 from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
@@ -374,3 +381,45 @@ async def test_the_pool_hands_an_idle_connection_to_one_request_at_a_time(
     if max_connections == 100:
         # One pass when a request arrives, one when it ends.
         assert pool.passes <= 2 * 120
+
+
+async def test_one_poll_tells_which_idle_connections_the_server_closed() -> None:
+    """What a pool pass reads instead of asking each socket: the same answer, for all at once."""
+    writers: list[asyncio.StreamWriter] = []
+    all_in = asyncio.Event()
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        if len(writers) == 3:
+            all_in.set()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    backend = GuardedBackend(AddressPolicy.allowing([ALLOW_LOOPBACK]))
+    try:
+        streams = [await backend.connect_tcp("127.0.0.1", port, timeout=5.0) for _ in range(3)]
+        await asyncio.wait_for(all_in.wait(), 5.0)
+        # The server closes the first connection it accepted: find which client socket that is.
+        closed_port = writers[0].get_extra_info("peername")[1]
+        writers[0].close()
+        await writers[0].wait_closed()
+        by_port = {s.get_extra_info("socket").getsockname()[1]: s for s in streams}
+        gone = by_port[closed_port]
+        # Wait for the close to reach the client's socket (blocks until it is readable).
+        await asyncio.to_thread(select.select, [gone.get_extra_info("socket")], [], [], 5.0)
+        live = [s.get_extra_info("is_readable") for s in streams]
+        noted = note_readable(backend.streams)
+        assert sorted(map(id, noted)) == sorted(map(id, streams))
+        assert [s.get_extra_info("is_readable") for s in streams] == live
+        assert live == [s is gone for s in streams]
+        unnote(noted)
+        assert [s.noted for s in streams] == [None] * 3  # outside a pass: the socket is asked
+        await streams[1].aclose()
+        assert len(backend.streams) == 2  # a closed stream is no longer polled
+    finally:
+        for s in streams:
+            await s.aclose()
+        for w in writers:
+            w.close()
+        server.close()
+        await server.wait_closed()
