@@ -3,11 +3,15 @@ again, and the result is always what a full read of the body gives."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from liveupdates.feeds.entries import (
+    _TOKEN,
     EntriesRead,
     EntryMemo,
     entry_keys,
@@ -160,6 +164,31 @@ def test_markup_inside_cdata_and_comments_does_not_split_entries() -> None:
     assert spans is not None
     assert [body[s:e][:12] for s, e in spans] == [b"<item><title", b"<item/>", b"<item><title"]
     assert body[spans[0][0] : spans[0][1]].endswith(b"in text</p>]]></description></item>")
+
+
+# The scanner's tokens as the plain lazy pattern finds them: each comment, CDATA section and
+# processing instruction ends at the first terminator after its start.
+LAZY_TOKEN = re.compile(
+    rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>"
+    rb"|<(/?)(?:[A-Za-z_][\w.\-]*:)?(?:item|entry)(?=[\s/>])[^>]*>",
+    re.S,
+)
+PIECES = [
+    b"<!--", b"-->", b"-", b"->", b"<![CDATA[", b"]]>", b"]", b"]>", b"<?", b"?>", b"?", b">",
+    b"<item>", b"</item>", b"<item/>", b"<atom:entry x='1'>", b"</entry>", b"<items>", b"<",
+    b"text", b"\n", b" ",
+]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(PIECES), max_size=40))
+@example([b"<!--", b" -->", b"<item>", b"-->", b"</item>"])
+@example([b"<![CDATA[", b"]]>", b"<item/>", b"]]>"])
+@example([b"<?", b"?>", b"<item/>", b"?>"])
+@example([b"<!--", b"->", b"-->", b"<![CDATA[", b"]", b"]]>", b"<?", b"?", b"?>"])
+def test_the_scanner_finds_the_tokens_the_lazy_pattern_finds(pieces: list[bytes]) -> None:
+    body = b"".join(pieces)
+    found = [(m.span(), m.group(1)) for m in _TOKEN.finditer(body)]
+    assert found == [(m.span(), m.group(1)) for m in LAZY_TOKEN.finditer(body)]
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import select
 import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 import trustme
@@ -21,13 +23,20 @@ from liveupdates.feeds.fetch import Fetcher
 from liveupdates.ingest import Ingestor
 from liveupdates.models import FeedConfig, FetchState
 from liveupdates.netguard import AddressPolicy, AddressRefused, parse_networks
-from liveupdates.netguard.transport import GuardedBackend, guarded_client
+from liveupdates.netguard.transport import (
+    GuardedBackend,
+    GuardedPool,
+    guarded_client,
+    note_readable,
+    unnote,
+)
 from liveupdates.settings import SettingsError, load_settings
 from liveupdates.store.sqlite import SQLiteStore
 from tests.support.feedserver import ALLOW_LOOPBACK, FeedServer
 from tests.support.stories import bridge_story, rss
 
 LOOPBACK = "address 127.0.0.1 is loopback; see fetch.allow_networks"
+RSS_BODY = rss([bridge_story()])
 
 
 def refusal(address: str, *allow: str) -> str | None:
@@ -330,3 +339,87 @@ async def test_tls_checks_the_url_host_name_while_the_checked_address_is_dialled
             with pytest.raises(httpx.ConnectError, match="certificate"):
                 await client.get(f"https://localhost:{other.port}/a.xml")
         assert other.count("/a.xml") == 0
+
+
+class CountedPool(GuardedPool):
+    """GuardedPool as it is, counting its assignment passes."""
+
+    passes = 0
+
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        self.passes += 1
+        return super()._assign_requests_to_connections()
+
+
+@pytest.mark.parametrize("max_connections", [100, 3])
+async def test_the_pool_hands_an_idle_connection_to_one_request_at_a_time(
+    feed_server: FeedServer, max_connections: int
+) -> None:
+    """30 requests always in flight: each is assigned a connection once (no request goes round
+    again because another took the same one first), and the pool keeps to its limit, also when
+    requests have to wait for a connection."""
+    paths = [f"/pooled{i}.xml" for i in range(30)]
+    for path in paths:
+        feed_server.set(path, RSS_BODY, delay=0.01)
+    pool = CountedPool(
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        network_backend=GuardedBackend(AddressPolicy.allowing([ALLOW_LOOPBACK])),
+    )
+    gate = asyncio.Semaphore(30)
+
+    async def get(path: str) -> int:
+        async with gate:
+            response = await pool.request("GET", feed_server.url(path))
+            return response.status
+
+    async with pool:
+        statuses = await asyncio.gather(*(get(p) for p in paths * 4))
+    assert statuses == [200] * 120
+    clients = {r.client for p in paths for r in feed_server.requests(p)}
+    assert len(clients) <= min(30, max_connections)
+    if max_connections == 100:
+        # One pass when a request arrives, one when it ends.
+        assert pool.passes <= 2 * 120
+
+
+async def test_one_poll_tells_which_idle_connections_the_server_closed() -> None:
+    """What a pool pass reads instead of asking each socket: the same answer, for all at once."""
+    writers: list[asyncio.StreamWriter] = []
+    all_in = asyncio.Event()
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        if len(writers) == 3:
+            all_in.set()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    backend = GuardedBackend(AddressPolicy.allowing([ALLOW_LOOPBACK]))
+    try:
+        streams = [await backend.connect_tcp("127.0.0.1", port, timeout=5.0) for _ in range(3)]
+        await asyncio.wait_for(all_in.wait(), 5.0)
+        # The server closes the first connection it accepted: find which client socket that is.
+        closed_port = writers[0].get_extra_info("peername")[1]
+        writers[0].close()
+        await writers[0].wait_closed()
+        by_port = {s.get_extra_info("socket").getsockname()[1]: s for s in streams}
+        gone = by_port[closed_port]
+        # Wait for the close to reach the client's socket (blocks until it is readable).
+        await asyncio.to_thread(select.select, [gone.get_extra_info("socket")], [], [], 5.0)
+        live = [s.get_extra_info("is_readable") for s in streams]
+        noted = note_readable(backend.streams)
+        assert sorted(map(id, noted)) == sorted(map(id, streams))
+        assert [s.get_extra_info("is_readable") for s in streams] == live
+        assert live == [s is gone for s in streams]
+        unnote(noted)
+        assert [s.noted for s in streams] == [None] * 3  # outside a pass: the socket is asked
+        await streams[1].aclose()
+        assert len(backend.streams) == 2  # a closed stream is no longer polled
+    finally:
+        for s in streams:
+            await s.aclose()
+        for w in writers:
+            w.close()
+        server.close()
+        await server.wait_closed()

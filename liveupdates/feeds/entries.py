@@ -33,11 +33,15 @@ from liveupdates.feeds.parse import ParsedFeed, parse_feed
 from liveupdates.models import Snapshot
 
 # A comment, a CDATA section or a processing instruction (their text is skipped), or a start,
-# end or empty tag of an RSS item or an Atom entry (with a namespace prefix or none).
+# end or empty tag of an RSS item or an Atom entry (with a namespace prefix or none). Each section
+# runs to the first `-->`, `]]>` or `?>` after its start, as `<!--.*?-->` (re.S) would; written
+# as runs of characters that cannot start the terminator, because the lazy `.*?` steps through a
+# CDATA body one character at a time (160 µs for a 23 KB feed whose content is CDATA, 23 now).
 _TOKEN = re.compile(
-    rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>"
-    rb"|<(/?)(?:[A-Za-z_][\w.\-]*:)?(?:item|entry)(?=[\s/>])[^>]*>",
-    re.S,
+    rb"<!--[^-]*(?:-(?!->)[^-]*)*-->"
+    rb"|<!\[CDATA\[[^\]]*(?:\](?!\]>)[^\]]*)*\]\]>"
+    rb"|<\?[^?]*(?:\?(?!>)[^?]*)*\?>"
+    rb"|<(/?)(?:[A-Za-z_][\w.\-]*:)?(?:item|entry)(?=[\s/>])[^>]*>"
 )
 
 # A feed-level date element of the skeleton and its text (the text alone, no markup inside).

@@ -18,6 +18,7 @@ import asyncio
 import calendar
 import email.utils
 import errno
+import functools
 import logging
 import math
 import time
@@ -292,6 +293,10 @@ def parse_retry_after(value: str, *, now: float) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
+# A poller asks the same few thousand URLs again and again; a URL that passed once passes again
+# (the check reads nothing but the string), so only its first poll pays for parsing it here.
+# Refused URLs raise, and are not remembered.
+@functools.lru_cache(maxsize=4096)
 def _check_url(url: str) -> None:
     try:
         parsed = httpx.URL(url)

@@ -287,12 +287,19 @@ def normalise_entry(entry: Mapping[str, Any], feed_id: str) -> Snapshot | None:
         return None
     title = _title(entry)
     url = _link(entry)
-    summary = _summary_paragraphs(entry)
-    # Without readable content the summary is the body too: parsed once, used for both.
-    paragraphs = _content_paragraphs(entry) or summary
-    if _summary_is_content_copy(entry):
-        # The body already holds that text; a copy would make every diff carry the whole story.
-        summary = []
+    content = _content_paragraphs(entry)
+    # A summary that is feedparser's copy of the content is left out: the body already holds that
+    # text, and a copy would make every diff carry the whole story.
+    copy = _summary_is_content_copy(entry)
+    if copy and content:
+        summary: list[str] = []  # not parsed at all: nothing would read it
+        paragraphs = content
+    else:
+        summary = _summary_paragraphs(entry)
+        # Without readable content the summary is the body too: parsed once, used for both.
+        paragraphs = content or summary
+        if copy:
+            summary = []
     if not (title or url or paragraphs):
         return None
     guid = _str(_own(entry, "id")).strip() or None

@@ -7,6 +7,7 @@ always hand it a BytesIO of the body we fetched, so parsing can never touch the 
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import logging
 from collections.abc import Mapping
@@ -14,9 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import feedparser
+import feedparser.api
 from feedparser.exceptions import ThingsNobodyCaresAboutButMe
 
 log = logging.getLogger(__name__)
+
+# feedparser asks xml.sax for libxml2's SAX driver first on every parse: where it is not installed
+# that is a failed import, a search of sys.path, ~30 µs per parse. Asked once, here; the parser
+# used (expat, the fallback) is the same.
+if importlib.util.find_spec("drv_libxml2") is None:
+    feedparser.api.PREFERRED_XML_PARSERS[:] = [
+        name for name in feedparser.api.PREFERRED_XML_PARSERS if name != "drv_libxml2"
+    ]
 
 
 @dataclass(slots=True)

@@ -23,6 +23,7 @@ import select
 import socket
 import ssl
 import time
+import weakref
 from collections.abc import Collection, Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -123,11 +124,23 @@ class CheckedStream(httpcore.AsyncNetworkStream):
     request it assigns, and anyio answers by building its whole table of socket attributes, a
     getpeername() call included: with 50 connections kept alive the check took 16-19% of a
     poll worker's samples, about half of it that table. The socket is looked up once, at
-    connect (a TLS stream wraps the same socket)."""
+    connect (a TLS stream wraps the same socket). Within a `GuardedPool` pass the answer comes
+    from one poll(2) over all of the backend's open streams (`note_readable`), not one each.
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+    `streams`: the backend's set of open streams, which this one joins until closed."""
+
+    def __init__(
+        self, inner: httpcore.AsyncNetworkStream, streams: weakref.WeakSet[CheckedStream]
+    ) -> None:
         self._inner = inner
         self._socket: socket.socket | None = inner.get_extra_info("socket")
+        self._streams = streams
+        # Whether it was readable at the start of the pool's current pass; None outside one.
+        self.noted: bool | None = None
+        streams.add(self)
+
+    def fileno(self) -> int:
+        return -1 if self._socket is None else self._socket.fileno()
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._inner.read(max_bytes, timeout)
@@ -136,6 +149,7 @@ class CheckedStream(httpcore.AsyncNetworkStream):
         await self._inner.write(buffer, timeout)
 
     async def aclose(self) -> None:
+        self._streams.discard(self)
         await self._inner.aclose()
 
     async def start_tls(
@@ -144,12 +158,40 @@ class CheckedStream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        return CheckedStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+        inner = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        # The plain stream lives on inside the TLS one, over the same socket: one entry is enough.
+        self._streams.discard(self)
+        return CheckedStream(inner, self._streams)
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
-            return _readable(self._socket)
+            return _readable(self._socket) if self.noted is None else self.noted
         return self._inner.get_extra_info(info)
+
+
+def note_readable(streams: Iterable[CheckedStream]) -> list[CheckedStream]:
+    """Poll every stream's socket at once and keep the answer in each (`noted`) until `unnote`:
+    one system call where httpcore's pass makes one per idle connection, each of them giving up
+    the GIL to the store's and the parser's threads. The streams noted are returned."""
+    noted = list(streams)
+    if not hasattr(select, "poll") or not noted:
+        return []
+    poller = select.poll()
+    for stream in noted:
+        fd = stream.fileno()
+        if fd >= 0:
+            poller.register(fd, select.POLLIN)
+    # Any event counts, as in `_readable`: data, the peer's close, an error, a closed descriptor.
+    ready = {fd for fd, _events in poller.poll(0)}
+    for stream in noted:
+        fd = stream.fileno()
+        stream.noted = fd < 0 or fd in ready
+    return noted
+
+
+def unnote(streams: Iterable[CheckedStream]) -> None:
+    for stream in streams:
+        stream.noted = None
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -168,6 +210,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self.policy = policy
         self.exempt = frozenset(exempt)
         self._inner = inner or httpcore.AnyIOBackend()
+        self.streams: weakref.WeakSet[CheckedStream] = weakref.WeakSet()  # open ones
         self._resolved: dict[Endpoint, tuple[float, list[IPAddress]]] = {}  # (expiry, addresses)
 
     async def _addresses(self, host: str, port: int) -> list[IPAddress]:
@@ -191,7 +234,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         if (host, port) in self.exempt:
             return CheckedStream(
-                await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+                await self._inner.connect_tcp(host, port, timeout, local_address, socket_options),
+                self.streams,
             )
         # One deadline for resolving and connecting, as for an unguarded connect.
         loop = asyncio.get_running_loop()
@@ -214,7 +258,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 return CheckedStream(
                     await self._inner.connect_tcp(
                         str(address), port, share, local_address, socket_options
-                    )
+                    ),
+                    self.streams,
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
@@ -231,6 +276,91 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+class GuardedPool(httpcore.AsyncConnectionPool):
+    """httpcore 1.0's connection pool, with its assignment pass made linear and an HTTP/1.1
+    connection handed to one request at a time.
+
+    The pool runs `_assign_requests_to_connections` whenever a request arrives or ends. httpcore's
+    pass asks every connection for `is_idle` once per idle connection (it counts the pool inside
+    its loop), and gives every queued request the first connection that `is_available`, even one
+    a request assigned in an earlier pass has not started on yet: all but one of those requests
+    then get `ConnectionNotAvailable` and go round again, each time with another whole pass. In a
+    poll worker (50 polls in flight over ~50 kept-alive connections) that was about 5.8 passes
+    of ~2,000 `is_idle` calls per request, the largest share of the worker's CPU per 304. The
+    rules are otherwise httpcore's: the same connections are dropped (closed, expired, idle while
+    the pool holds more than `max_keepalive_connections`), created and reused, in the same order.
+    A pass asks the sockets whether their server closed them with one poll(2) for all of them
+    (`note_readable`).
+    """
+
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        closing: list[httpcore.AsyncConnectionInterface] = []
+        kept: list[httpcore.AsyncConnectionInterface] = []
+        # httpcore compares the pool's size at that moment, connections not yet looked at and
+        # those already dropped in this pass excluded.
+        size = len(self._connections)
+        backend = self._network_backend
+        # `has_expired` asks each idle connection's socket whether the server closed it.
+        noted = (
+            note_readable(backend.streams)
+            if size > 1 and isinstance(backend, GuardedBackend)
+            else []
+        )
+        try:
+            for connection in self._connections:
+                if connection.is_closed():
+                    size -= 1
+                elif connection.has_expired() or (
+                    connection.is_idle() and size > self._max_keepalive_connections
+                ):
+                    size -= 1
+                    closing.append(connection)
+                else:
+                    kept.append(connection)
+        finally:
+            unnote(noted)
+        self._connections[:] = kept
+
+        queued = [request for request in self._requests if request.is_queued()]
+        if not queued:
+            return closing
+        # An HTTP/1.1 connection serves one request: one assigned to a request that has not sent
+        # on it yet is still idle, but not for another. (HTTP/2 ones take several.)
+        taken = (
+            set()
+            if self._http2
+            else {id(r.connection) for r in self._requests if r.connection is not None}
+        )
+        for pool_request in queued:
+            origin = pool_request.request.url.origin
+            reused = next(
+                (
+                    c
+                    for c in self._connections
+                    if id(c) not in taken and c.can_handle_request(origin) and c.is_available()
+                ),
+                None,
+            )
+            if reused is not None:
+                connection = reused
+            else:
+                if len(self._connections) >= self._max_connections:
+                    # Not one another request is about to use: closed under it, that request
+                    # would have to go round again.
+                    idle = next(
+                        (c for c in self._connections if id(c) not in taken and c.is_idle()), None
+                    )
+                    if idle is None:
+                        continue  # it waits for the next pass: a request ends or arrives
+                    self._connections.remove(idle)
+                    closing.append(idle)
+                connection = self.create_connection(origin)
+                self._connections.append(connection)
+            taken.add(id(connection))
+            pool_request.assign_to_connection(connection)
+        return closing
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
@@ -250,7 +380,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     ) -> None:
         ssl_context = httpx.create_ssl_context(verify=verify)
         super().__init__(verify=ssl_context, limits=limits, http2=http2)
-        self._pool = httpcore.AsyncConnectionPool(
+        self._pool = GuardedPool(
             ssl_context=ssl_context,
             http2=http2,
             max_connections=limits.max_connections,
