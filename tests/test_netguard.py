@@ -26,6 +26,7 @@ from liveupdates.netguard import AddressPolicy, AddressRefused, parse_networks
 from liveupdates.netguard.transport import (
     GuardedBackend,
     GuardedPool,
+    GuardedTransport,
     guarded_client,
     note_readable,
     unnote,
@@ -349,6 +350,12 @@ class CountedPool(GuardedPool):
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
         self.passes += 1
         return super()._assign_requests_to_connections()
+
+
+def test_the_guarded_transport_uses_the_linear_pool_under_this_httpcore() -> None:
+    """The fallback to httpcore's own pool is for another httpcore, not this one."""
+    transport = GuardedTransport(AddressPolicy.allowing([ALLOW_LOOPBACK]))
+    assert isinstance(transport._pool, GuardedPool)
 
 
 @pytest.mark.parametrize("max_connections", [100, 3])

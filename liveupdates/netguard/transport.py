@@ -363,6 +363,17 @@ class GuardedPool(httpcore.AsyncConnectionPool):
         return closing
 
 
+# GuardedPool replaces a private method of httpcore 1.0's pool and reads its private state; under
+# another httpcore the stock pool is used (slower under load, same behaviour) rather than a
+# pass written for internals that may have changed.
+_POOL: type[httpcore.AsyncConnectionPool] = (
+    GuardedPool
+    if httpcore.__version__.startswith("1.0.")
+    and hasattr(httpcore.AsyncConnectionPool, "_assign_requests_to_connections")
+    else httpcore.AsyncConnectionPool
+)
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's default async transport (HTTP/1.1, TLS verified, no proxy) over a GuardedBackend;
     `http2` offers HTTP/2 too (negotiated by TLS ALPN), as APNs requires.
@@ -380,7 +391,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     ) -> None:
         ssl_context = httpx.create_ssl_context(verify=verify)
         super().__init__(verify=ssl_context, limits=limits, http2=http2)
-        self._pool = GuardedPool(
+        self._pool = _POOL(
             ssl_context=ssl_context,
             http2=http2,
             max_connections=limits.max_connections,
