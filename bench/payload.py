@@ -108,17 +108,11 @@ def read_t0(frame: str) -> float | None:
 # -- feeds -------------------------------------------------------------------------------------
 
 
-def rss(
-    items: list[tuple[str, str, list[str]]],
-    title: str = "Bench Gazette",
-    *,
-    descriptions: bool = False,
-) -> bytes:
+def rss(items: list[tuple[str, str, list[str]]], title: str = "Bench Gazette") -> bytes:
     """RSS 2.0 with content:encoded paragraphs; items are (guid, title, paragraphs).
 
-    Without `descriptions` an item has no summary of its own (feedparser's copy of the content is
-    not used, so the story's summary is ""); with them it is the headline. An update of one
-    paragraph is under 1 KB either way (it was ~20 KB without, before summaries were left empty)."""
+    An item has no summary of its own (feedparser's copy of the content is not used, so the
+    story's summary is ""): an update of one paragraph is under 1 KB."""
     parts = [
         '<?xml version="1.0" encoding="utf-8"?>',
         '<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/">',
@@ -132,7 +126,6 @@ def rss(
             f"<title>{escape(headline)}</title>",
             f"<link>https://gazette.example/news/{escape(guid)}</link>",
             f'<guid isPermaLink="false">{escape(guid)}</guid>',
-            f"<description>{escape(headline)}</description>" if descriptions else "",
             "<pubDate>Thu, 26 Nov 2026 08:00:00 GMT</pubDate>",
             f"<content:encoded><![CDATA[{html}]]></content:encoded>",
             "</item>",

@@ -286,7 +286,7 @@ class LiveUpdatesSide:
 
         self.feeds = FeedServer().start()
         self.version = 0
-        self.feeds.set("/live.xml", live_feed(0, descriptions=True), etag=True)
+        self.feeds.set("/live.xml", live_feed(0), etag=True)
         self.server = Child(f"{tag}-server", "bench.server", "hub")
         try:
             self.port = int(self.server.hello["port"])
@@ -304,7 +304,7 @@ class LiveUpdatesSide:
 
     def publish(self) -> None:
         self.version += 1
-        self.feeds.set("/live.xml", live_feed(self.version, descriptions=True), etag=True)
+        self.feeds.set("/live.xml", live_feed(self.version), etag=True)
         self.server.call("e2e_poll")
 
     def close(self) -> None:

@@ -208,17 +208,15 @@ def fanout_session(
 # -- end to end -----------------------------------------------------------------------------------
 
 
-def live_feed(version: int, base: int = 30, *, descriptions: bool = False) -> bytes:
-    """A feed of 10 stories plus a live blog that gains one paragraph (at the top) per version.
-
-    `descriptions`: see `payload.rss`."""
+def live_feed(version: int, base: int = 30) -> bytes:
+    """A feed of 10 stories plus a live blog that gains one paragraph (at the top) per version."""
     import random
 
     rng = random.Random(7)
     live = [paragraph(rng) for _ in range(base)]
     extra = [f"Update {v}: " + paragraph(random.Random(1000 + v), 2) for v in range(version, 0, -1)]
     items = [("live-blog", "Live: storm closes the Saltmarsh Bridge", extra + live)]
-    return rss(items + news_feed(11, items=10), descriptions=descriptions)
+    return rss(items + news_feed(11, items=10))
 
 
 def e2e_session(
