@@ -7,7 +7,8 @@ moment its bytes arrived (`data_received`) minus that publish time (same machine
 Chunked transfer framing lies between events, never inside the number, so it needs no parsing.
 
 Commands: `connect` (open N streams, return once each answered 200 with its headers), `ready`
-(how many streams have received an event since the last `arm`), `arm`, `wait`, `close`.
+(how many streams have received an event since the last `arm`), `prune` (close those that have
+not), `arm`, `wait`, `close`.
 """
 
 from __future__ import annotations
@@ -123,6 +124,16 @@ class Load(Receipts):
     async def ready(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ready": sum(1 for s in self.streams if s.got), "open": len(self.streams)}
 
+    async def prune(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Close the streams that got no event since `arm`: the server answered them but never
+        subscribed them (Pushpin under a storm of 5,000, bench/pushpin.py's warm-up)."""
+        dead = [s for s in self.streams if not s.got]
+        for stream in dead:
+            if stream.transport is not None:
+                stream.transport.close()
+        self.streams = [s for s in self.streams if s.got]
+        return {"pruned": len(dead)}
+
     def alive(self) -> int:
         return sum(1 for s in self.streams if not s.closed)
 
@@ -147,6 +158,7 @@ class Load(Receipts):
         return {
             "connect": self.connect,
             "ready": self.ready,
+            "prune": self.prune,
             "arm": self.arm,
             "wait": self.wait,
             "close": self.close,
