@@ -343,9 +343,9 @@ def connect(loaders: list[Child], side: Any, n: int) -> int:
 
 
 # Readers a server may leave unsubscribed in the warm-up before the session fails: Pushpin's
-# handler once subscribed 4,988 of 5,000 streams its origin had answered, and those never get an
+# handler subscribed 4,988 and 4,945 of 5,000 streams its origin had answered (two runs), and those never get an
 # event. They are closed, left out of the session and reported ("unsubscribed").
-MAX_UNSUBSCRIBED = 0.01
+MAX_UNSUBSCRIBED = 0.05
 
 
 def warm_up(loaders: list[Child], side: Any, connected: int) -> int:
